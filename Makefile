@@ -1,0 +1,36 @@
+# `make up` runs the example app; `make test` runs the whole suite. Both install what they
+# need: the virtualenv with its packages, and RabbitMQ and Redis when they do not answer.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test lint bench services venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,speed]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+services:
+	bash scripts/services.sh
+
+up: venv services
+	$(BIN)/python -m examples.demo
+
+test: venv services
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: venv services
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""burrow: reliable asynchronous tasks and events on RabbitMQ, with state in Redis.
+
+Layout (dependencies point inward; tests/unit/test_layers.py enforces it):
+
+    core      errors, config, _clock, tasks/, broker/topology     (no I/O)
+    adapters  broker/amqp (aio-pika), state (redis)               (-> core)
+    runtimes  worker/                                              (-> adapters, core)
+    root      app.Burrow: composition root and producer API        (-> all of the above)
+    edges     cli/                                                 (-> app)
+"""
+
+from burrow.app import Burrow, DeadLetter, TaskHandle
+from burrow.broker.topology import Exchange, Names
+from burrow.config import Settings
+from burrow.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    BurrowError,
+    ConfigurationError,
+    OperationTimeout,
+    PayloadInvalid,
+    PublishRejected,
+    PublishTimeout,
+    StateError,
+    StateUnavailable,
+    TaskDefinitionError,
+    TaskNotFound,
+    UnknownTask,
+    Unroutable,
+)
+from burrow.tasks.context import TaskContext
+from burrow.tasks.record import TaskError, TaskEvent, TaskRecord
+from burrow.tasks.retry import RetryPolicy
+from burrow.tasks.status import TaskStatus
+from burrow.worker.outcomes import Reject, Retry
+
+__all__ = [
+    "BrokerError",
+    "BrokerUnavailable",
+    "Burrow",
+    "BurrowError",
+    "ConfigurationError",
+    "DeadLetter",
+    "Exchange",
+    "Names",
+    "OperationTimeout",
+    "PayloadInvalid",
+    "PublishRejected",
+    "PublishTimeout",
+    "Reject",
+    "Retry",
+    "RetryPolicy",
+    "Settings",
+    "StateError",
+    "StateUnavailable",
+    "TaskContext",
+    "TaskDefinitionError",
+    "TaskError",
+    "TaskEvent",
+    "TaskHandle",
+    "TaskNotFound",
+    "TaskRecord",
+    "TaskStatus",
+    "UnknownTask",
+    "Unroutable",
+]

@@ -1,0 +1,5 @@
+"""``python -m burrow`` runs the CLI."""
+
+from burrow.cli.main import main
+
+main()

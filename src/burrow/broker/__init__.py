@@ -1,0 +1,1 @@
+"""The broker: topology as data (``topology``) and the RabbitMQ adapter (``amqp``)."""

@@ -1,0 +1,30 @@
+"""The ``burrow`` command: Typer root; subcommands live in run.py, tasks.py and ops.py."""
+
+from __future__ import annotations
+
+import typer
+
+from burrow.cli import ops, run, tasks
+
+cli = typer.Typer(
+    name="burrow",
+    help="Reliable asynchronous tasks on RabbitMQ, with state in Redis.\n\n"
+    "APP is module:attribute, e.g. examples.demo.app:app. Settings come from BURROW_* "
+    "environment variables (see docs/configuration.md).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+cli.command("worker")(run.worker)
+cli.command("submit")(tasks.submit)
+cli.command("status")(tasks.status)
+cli.command("queues")(ops.queues)
+cli.add_typer(ops.dlq, name="dlq")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

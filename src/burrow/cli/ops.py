@@ -1,0 +1,101 @@
+"""``burrow queues`` and ``burrow dlq list|replay|purge``: operations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from burrow.app import Burrow
+from burrow.cli._async import run
+from burrow.cli.loader import load_app
+
+out = Console()
+dlq = typer.Typer(help="Inspect, replay and purge dead letters.", no_args_is_help=True)
+
+AppArg = Annotated[str, typer.Argument(help="The app, as module:attribute.")]
+QueueOpt = Annotated[
+    str | None, typer.Option(help="One queue (default: every queue of the app's tasks).")
+]
+
+
+def queues(app: AppArg) -> None:
+    """Show each queue's depth, consumers and dead letters."""
+    run(_queues(load_app(app)))
+
+
+async def _queues(app: Burrow) -> None:
+    table = Table("queue", "broker name", "ready", "consumers", "dead letters")
+    try:
+        for queue in app.all_queues():
+            work, dead = await app.queue_stats(queue)
+            table.add_row(
+                queue, app.names.queue(queue),
+                str(work.messages) if work else "-", str(work.consumers) if work else "-",
+                str(dead.messages) if dead else "-",
+            )
+    finally:
+        await app.close()
+    out.print(table)
+
+
+@dlq.command("list")
+def dlq_list(
+    app: AppArg, queue: QueueOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """List dead letters (left in place) with why each died."""
+    run(_dlq_list(load_app(app), queue, limit))
+
+
+async def _dlq_list(app: Burrow, queue: str | None, limit: int) -> None:
+    table = Table("queue", "task id", "task", "reason", "runs", "error")
+    try:
+        for q in [queue] if queue else app.all_queues():
+            for letter in await app.dead_letters(q, limit=limit):
+                message = (letter.error or {}).get("message", "")
+                table.add_row(q, letter.task_id or "-", letter.name or "-", letter.reason,
+                              str(letter.runs if letter.runs is not None else "-"),
+                              str(message)[:80])
+    finally:
+        await app.close()
+    out.print(table)
+
+
+@dlq.command("replay")
+def dlq_replay(
+    app: AppArg, queue: QueueOpt = None,
+    limit: Annotated[int, typer.Option(min=1)] = 1000,
+) -> None:
+    """Send dead letters back to their queue to run again (records reopened)."""
+    run(_dlq_replay(load_app(app), queue, limit))
+
+
+async def _dlq_replay(app: Burrow, queue: str | None, limit: int) -> None:
+    try:
+        for q in [queue] if queue else app.all_queues():
+            count = await app.replay_dead_letters(q, limit=limit)
+            out.print(f"{q}: replayed {count}")
+    finally:
+        await app.close()
+
+
+@dlq.command("purge")
+def dlq_purge(
+    app: AppArg, queue: QueueOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete dead letters for good."""
+    if not yes:
+        typer.confirm("Delete the dead letters for good?", abort=True)
+    run(_dlq_purge(load_app(app), queue))
+
+
+async def _dlq_purge(app: Burrow, queue: str | None) -> None:
+    try:
+        for q in [queue] if queue else app.all_queues():
+            out.print(f"{q}: purged {await app.purge_dead_letters(q)}")
+    finally:
+        await app.close()

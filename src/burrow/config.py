@@ -1,0 +1,167 @@
+"""Settings: read once from ``BURROW_*`` environment variables, then passed down frozen.
+
+``Settings`` is the flat view that pydantic-settings fills from the environment (the variable
+names are an interface, SPEC §2). Components take the grouped, frozen views
+(``settings.amqp``, ``settings.redis``, ``settings.worker``, ``settings.retry``), so no
+component reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QueueType = Literal["quorum", "classic"]
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpSettings:
+    """How to reach RabbitMQ and how to publish."""
+
+    url: str
+    heartbeat: int
+    publish_timeout: float
+    publish_channels: int
+    reconnect_base: float
+    reconnect_cap: float
+    queue_type: QueueType
+    delivery_limit: int
+    max_message_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """How to reach Redis and how long records live."""
+
+    url: str
+    result_ttl: int
+    op_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetrySettings:
+    """Default retry policy of tasks that do not set their own."""
+
+    max_retries: int
+    base: float
+    factor: float
+    cap: float
+    jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How a worker process runs tasks."""
+
+    concurrency: int
+    prefetch: int
+    threads: int
+    default_timeout: float
+    grace: float
+    lease_ttl: float
+    reaper_interval: float
+    heartbeat_interval: float
+
+
+class Settings(BaseSettings):
+    """Every setting, from ``BURROW_<NAME>`` variables (see SPEC §2 and docs/configuration.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="BURROW_", frozen=True, extra="ignore")
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = Field(default="burrow", pattern=r"^[A-Za-z0-9_.:-]*$", max_length=100)
+    result_ttl: int = Field(default=604_800, gt=0)
+
+    api_keys: str = ""
+    webhook_secret: str = ""
+    callback_allowlist: str = ""
+
+    queue_type: QueueType = "quorum"
+    delivery_limit: int = Field(default=20, ge=1)
+    heartbeat: int = Field(default=30, ge=0)
+    publish_timeout: float = Field(default=5.0, gt=0)
+    publish_channels: int = Field(default=4, ge=1, le=64)
+    reconnect_base: float = Field(default=0.5, gt=0)
+    reconnect_cap: float = Field(default=5.0, gt=0)
+    max_message_bytes: int = Field(default=1_048_576, gt=0)
+    redis_timeout: float = Field(default=5.0, gt=0)
+
+    max_retries: int = Field(default=3, ge=0, le=25)
+    retry_base: float = Field(default=1.0, gt=0)
+    retry_factor: float = Field(default=2.0, ge=1)
+    retry_cap: float = Field(default=600.0, gt=0)
+    retry_jitter: float = Field(default=0.25, ge=0, lt=1)
+
+    concurrency: int = Field(default=64, ge=1, le=10_000)
+    prefetch: int = Field(default=0, ge=0, le=65_535)
+    threads: int = Field(default=0, ge=0, le=1_000)
+    task_timeout: float = Field(default=300.0, gt=0)
+    grace: float = Field(default=30.0, ge=0)
+    lease_ttl: float = Field(default=30.0, gt=0)
+    reaper_interval: float = Field(default=5.0, gt=0)
+    worker_heartbeat: float = Field(default=5.0, gt=0)
+
+    @field_validator("namespace")
+    @classmethod
+    def _no_edge_dots(cls, value: str) -> str:
+        if value.startswith(".") or value.endswith("."):
+            raise ValueError("namespace must not start or end with a dot")
+        return value
+
+    @property
+    def amqp(self) -> AmqpSettings:
+        return AmqpSettings(
+            url=self.amqp_url,
+            heartbeat=self.heartbeat,
+            publish_timeout=self.publish_timeout,
+            publish_channels=self.publish_channels,
+            reconnect_base=self.reconnect_base,
+            reconnect_cap=self.reconnect_cap,
+            queue_type=self.queue_type,
+            delivery_limit=self.delivery_limit,
+            max_message_bytes=self.max_message_bytes,
+        )
+
+    @property
+    def redis(self) -> RedisSettings:
+        return RedisSettings(
+            url=self.redis_url, result_ttl=self.result_ttl, op_timeout=self.redis_timeout
+        )
+
+    @property
+    def retry(self) -> RetrySettings:
+        return RetrySettings(
+            max_retries=self.max_retries,
+            base=self.retry_base,
+            factor=self.retry_factor,
+            cap=self.retry_cap,
+            jitter=self.retry_jitter,
+        )
+
+    @property
+    def worker(self) -> WorkerSettings:
+        prefetch = self.prefetch or self.concurrency
+        return WorkerSettings(
+            concurrency=self.concurrency,
+            prefetch=prefetch,
+            threads=self.threads or min(32, self.concurrency),
+            default_timeout=self.task_timeout,
+            grace=self.grace,
+            lease_ttl=self.lease_ttl,
+            reaper_interval=self.reaper_interval,
+            heartbeat_interval=self.worker_heartbeat,
+        )
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs and CLI output)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

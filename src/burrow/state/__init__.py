@@ -1,0 +1,1 @@
+"""Task state in Redis: records, atomic transitions (Lua), history, leases, heartbeats."""

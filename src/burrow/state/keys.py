@@ -1,0 +1,47 @@
+"""Every Redis key burrow uses, namespace-prefixed, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names of one namespace (``{ns}:`` prefix; none for an empty namespace)."""
+
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}:" if self.namespace else ""
+
+    def task(self, task_id: str) -> str:
+        """Hash: the task record."""
+        return f"{self.prefix}task:{task_id}"
+
+    def events(self, task_id: str) -> str:
+        """List: the task's history, one JSON event per entry."""
+        return f"{self.prefix}task:{task_id}:events"
+
+    @property
+    def running(self) -> str:
+        """Sorted set: running task ids scored by lease expiry (ms), read by the reaper."""
+        return f"{self.prefix}running"
+
+    def idempotency(self, key: str) -> str:
+        """String: the task id first submitted with this idempotency key."""
+        return f"{self.prefix}idem:{key}"
+
+    def worker(self, worker_id: str) -> str:
+        """String (JSON, with TTL): a worker's last heartbeat."""
+        return f"{self.prefix}worker:{worker_id}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set: worker ids scored by last heartbeat."""
+        return f"{self.prefix}workers"
+
+    @property
+    def terminal_channel(self) -> str:
+        """Pub/sub channel: ``{task_id}:{status}`` when a task reaches a terminal state."""
+        return f"{self.prefix}terminal"

@@ -1,0 +1,398 @@
+"""``RedisStateStore``: task records, fenced transitions, history, leases, heartbeats.
+
+Every transition is one Lua script (``lua/``), so it is atomic, and scripts that end an
+attempt check the attempt's lease token, so a late write from a zombie attempt is refused
+(RELIABILITY G2). Hot-path calls go through ``AutoPipeline``; reads go straight out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from burrow._background import Background
+from burrow.config import RedisSettings
+from burrow.errors import OperationTimeout, StateUnavailable, TaskNotFound
+from burrow.state._pipeline import AutoPipeline, Script
+from burrow.state.errors import map_redis_errors
+from burrow.state.keys import Keys
+from burrow.tasks.record import TaskError, TaskEvent, TaskRecord
+from burrow.tasks.status import TaskStatus
+
+SCRIPTS = ("create", "start", "finish", "retry", "renew", "reap", "reopen", "release")
+_JSON_FIELDS = frozenset({"payload", "result", "error"})
+_FLOAT_FIELDS = frozenset({"created_at", "started_at", "finished_at", "updated_at", "eta"})
+_INT_FIELDS = frozenset({"attempts", "max_retries"})
+
+
+def _load_scripts() -> dict[str, Script]:
+    folder = resources.files("burrow.state") / "lua"
+    return {name: Script((folder / f"{name}.lua").read_text()) for name in SCRIPTS}
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    """What ``start`` decided: ``code`` is run, terminal, busy or exhausted."""
+
+    code: str
+    attempts: int
+    extra: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """The fields of a record created at submit."""
+
+    id: str
+    name: str
+    queue: str
+    payload: bytes
+    max_retries: int
+    trace_id: str
+    eta: float | None = None
+
+
+class RedisStateStore:
+    """The state store on Redis 7."""
+
+    def __init__(self, settings: RedisSettings, *, namespace: str) -> None:
+        self._settings = settings
+        self.keys = Keys(namespace)
+        self._client: aioredis.Redis | None = None
+        self._pipeline: AutoPipeline | None = None
+        self._background = Background("state")
+        self._waiters: dict[str, list[asyncio.Future[str]]] = {}
+        self._subscribed: asyncio.Event | None = None
+        self._open_lock = asyncio.Lock()
+
+    @property
+    def ttl(self) -> int:
+        return self._settings.result_ttl
+
+    async def open(self) -> None:
+        """Connect and load the scripts; idempotent.
+
+        Raises:
+            StateUnavailable: Redis cannot be reached.
+        """
+        async with self._open_lock:
+            if self._client is not None:
+                return
+            client = aioredis.Redis.from_url(
+                self._settings.url,
+                socket_timeout=self._settings.op_timeout,
+                socket_connect_timeout=self._settings.op_timeout,
+                health_check_interval=30,
+                max_connections=64,
+            )
+            pipeline = AutoPipeline(client, _load_scripts())
+            try:
+                await pipeline.load_scripts()
+            except StateUnavailable:
+                await client.aclose()
+                raise
+            self._client, self._pipeline = client, pipeline
+            self._background = Background("state")
+            self._background.start(pipeline.run(), name="autopipeline")
+
+    async def close(self) -> None:
+        await self._background.aclose()
+        client, self._client, self._pipeline = self._client, None, None
+        self._subscribed = None
+        if client is not None:
+            await client.aclose()
+
+    def _redis(self) -> aioredis.Redis:
+        if self._client is None:
+            raise StateUnavailable("the state store is not open")
+        return self._client
+
+    async def _call(self, script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+        if self._pipeline is None:
+            raise StateUnavailable("the state store is not open")
+        return await self._pipeline.call(script, keys, args)
+
+    async def ping(self) -> bool:
+        with map_redis_errors("ping"):
+            return bool(await self._redis().ping())
+
+    # -- transitions ----------------------------------------------------------------
+
+    async def create(self, task: NewTask) -> bool:
+        """Write the record of a new task in status ``queued``; False when it exists."""
+        k = self.keys
+        result = await self._call(
+            "create",
+            (k.task(task.id), k.events(task.id)),
+            (
+                task.id, task.name, task.queue, task.payload, task.max_retries,
+                task.trace_id, "" if task.eta is None else repr(task.eta), self.ttl,
+            ),
+        )
+        return bool(result)
+
+    async def start(
+        self,
+        *,
+        task_id: str,
+        token: str,
+        lease_ms: int,
+        worker: str,
+        max_runs: int,
+        name: str,
+        queue: str,
+        payload: bytes,
+        trace_id: str,
+    ) -> StartResult:
+        """Begin an attempt (see ``lua/start.lua``)."""
+        k = self.keys
+        code, attempts, extra = await self._call(
+            "start",
+            (k.task(task_id), k.events(task_id), k.running),
+            (task_id, token, lease_ms, worker, max_runs, name, queue, payload, trace_id, self.ttl),
+        )
+        return StartResult(_text(code), int(attempts), _text(extra))
+
+    async def finish(
+        self,
+        task_id: str,
+        *,
+        token: str,
+        status: TaskStatus,
+        result: bytes | None = None,
+        error: TaskError | None = None,
+        note: str = "",
+    ) -> bool:
+        """Write a terminal state, once; False when fenced or already terminal."""
+        k = self.keys
+        written = await self._call(
+            "finish",
+            (k.task(task_id), k.events(task_id), k.running),
+            (
+                task_id, token, status.value, result or b"",
+                error.model_dump_json(exclude_none=True) if error else "",
+                self.ttl, k.terminal_channel, note,
+            ),
+        )
+        return bool(written)
+
+    async def retry(self, task_id: str, *, token: str, error: TaskError, eta: float) -> bool:
+        """Record a failed attempt whose retry is scheduled at ``eta``."""
+        k = self.keys
+        written = await self._call(
+            "retry",
+            (k.task(task_id), k.events(task_id), k.running),
+            (task_id, token, error.model_dump_json(exclude_none=True), repr(eta), self.ttl),
+        )
+        return bool(written)
+
+    async def renew(self, leases: dict[str, str], lease_ms: int) -> int:
+        """Extend the leases ``{task_id: token}`` that are still held; returns how many."""
+        if not leases:
+            return 0
+        k = self.keys
+        ids = list(leases)
+        args: list[Any] = [lease_ms]
+        for task_id in ids:
+            args += [task_id, leases[task_id]]
+        return int(await self._call("renew", (k.running, *map(k.task, ids)), tuple(args)))
+
+    async def reap(self, limit: int = 100) -> int:
+        """Return running tasks whose lease expired to ``queued``; returns how many."""
+        k = self.keys
+        with map_redis_errors("reap"):
+            redis = self._redis()
+            now_ms = int((await redis.time())[0]) * 1000
+            due = await redis.zrangebyscore(k.running, "-inf", now_ms, start=0, num=limit)
+        reaped = 0
+        for raw in due:
+            task_id = _text(raw)
+            reaped += int(
+                await self._call(
+                    "reap", (k.running, k.task(task_id), k.events(task_id)), (task_id,)
+                )
+            )
+        return reaped
+
+    async def reopen(self, task_id: str, note: str) -> bool:
+        """Reopen a failed or cancelled task so it runs again; False otherwise."""
+        k = self.keys
+        return bool(
+            await self._call("reopen", (k.task(task_id), k.events(task_id)), (self.ttl, note))
+        )
+
+    async def release(self, task_id: str, *, token: str, note: str) -> bool:
+        """Give back an unfinished attempt (shutdown): ``running`` -> ``queued``."""
+        k = self.keys
+        return bool(
+            await self._call(
+                "release", (k.task(task_id), k.events(task_id), k.running), (task_id, token, note)
+            )
+        )
+
+    async def claim_on_dead(self, task_id: str) -> bool:
+        """Claim the task's compensation; True exactly once per dead task."""
+        with map_redis_errors("claim compensation"):
+            return bool(await self._redis().hsetnx(self.keys.task(task_id), "on_dead", "claimed"))
+
+    async def set_on_dead(self, task_id: str, outcome: str) -> None:
+        with map_redis_errors("record compensation"):
+            await self._redis().hset(self.keys.task(task_id), "on_dead", outcome)
+
+    # -- submit helpers -------------------------------------------------------------
+
+    async def claim_idempotency(self, key: str, task_id: str) -> str | None:
+        """Bind ``key`` to ``task_id`` unless bound; returns the existing id if it was."""
+        with map_redis_errors("idempotency key"):
+            redis = self._redis()
+            name = self.keys.idempotency(key)
+            if await redis.set(name, task_id, nx=True, ex=self.ttl):
+                return None
+            existing = await redis.get(name)
+        return _text(existing) if existing is not None else None
+
+    async def release_idempotency(self, key: str, task_id: str) -> None:
+        """Unbind ``key`` if it still points at ``task_id`` (its submit failed)."""
+        with map_redis_errors("idempotency key"):
+            redis = self._redis()
+            name = self.keys.idempotency(key)
+            if _text(await redis.get(name) or b"") == task_id:
+                await redis.delete(name)
+
+    async def delete(self, task_id: str) -> None:
+        """Forget a task whose message never reached the broker."""
+        with map_redis_errors("delete record"):
+            await self._redis().delete(self.keys.task(task_id), self.keys.events(task_id))
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """The record of ``task_id``, or None."""
+        with map_redis_errors("read record"):
+            raw = await self._redis().hgetall(self.keys.task(task_id))
+        return _record(raw) if raw else None
+
+    async def history(self, task_id: str) -> list[TaskEvent]:
+        """The task's events, oldest first."""
+        with map_redis_errors("read history"):
+            raw = await self._redis().lrange(self.keys.events(task_id), 0, -1)
+        return [TaskEvent.model_validate_json(item) for item in raw]
+
+    async def wait(self, task_id: str, timeout: float) -> TaskRecord:
+        """Wait until the task is terminal and return its record.
+
+        Raises:
+            TaskNotFound: no such task.
+            OperationTimeout: not terminal within ``timeout`` seconds.
+        """
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(task_id, []).append(future)
+        try:
+            await self._ensure_subscribed()
+            async with asyncio.timeout(timeout):
+                while True:
+                    record = await self.get(task_id)
+                    if record is None:
+                        raise TaskNotFound(task_id)
+                    if record.terminal:
+                        return record
+                    # Poll now and then as well: a notification published while the
+                    # subscriber was reconnecting would otherwise be missed.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            await asyncio.shield(future)
+        except TimeoutError:
+            raise OperationTimeout(
+                f"task {task_id} not finished within {timeout} s", task_id=task_id
+            ) from None
+        finally:
+            waiters = self._waiters.get(task_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(task_id, None)
+
+    async def _ensure_subscribed(self) -> None:
+        if self._subscribed is None:
+            self._subscribed = asyncio.Event()
+            self._background.start(self._listen(self._subscribed), name="terminal-listener")
+        async with asyncio.timeout(self._settings.op_timeout):
+            await self._subscribed.wait()
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        while True:
+            try:
+                pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
+                async with pubsub:
+                    await pubsub.subscribe(self.keys.terminal_channel)
+                    ready.set()
+                    async for message in pubsub.listen():
+                        self._notify(_text(message["data"]))
+            except (OSError, ConnectionError, StateUnavailable, aioredis.RedisError):
+                await asyncio.sleep(0.5)
+
+    def _notify(self, data: str) -> None:
+        task_id, _, status = data.rpartition(":")
+        for future in self._waiters.get(task_id, ()):
+            if not future.done():
+                future.set_result(status)
+
+    # -- workers ----------------------------------------------------------------------
+
+    async def heartbeat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
+        """Record that a worker is alive (expires after ``ttl`` seconds without renewal)."""
+        with map_redis_errors("heartbeat"):
+            redis = self._redis()
+            pipe = redis.pipeline(transaction=False)
+            pipe.set(self.keys.worker(worker_id), orjson.dumps(info), px=int(ttl * 1000))
+            pipe.zadd(self.keys.workers, {worker_id: info.get("last_seen", 0)})
+            await pipe.execute()
+
+    async def forget_worker(self, worker_id: str) -> None:
+        with map_redis_errors("heartbeat"):
+            redis = self._redis()
+            await redis.delete(self.keys.worker(worker_id))
+            await redis.zrem(self.keys.workers, worker_id)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Heartbeats of the live workers; dead ones (expired) are dropped from the index."""
+        with map_redis_errors("read workers"):
+            redis = self._redis()
+            ids = [_text(i) for i in await redis.zrange(self.keys.workers, 0, -1)]
+            if not ids:
+                return []
+            values = await redis.mget([self.keys.worker(i) for i in ids])
+            dead = [i for i, v in zip(ids, values, strict=True) if v is None]
+            if dead:
+                await redis.zrem(self.keys.workers, *dead)
+        return [orjson.loads(v) for v in values if v is not None]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return "" if value is None else str(value)
+
+
+def _record(raw: dict[bytes, bytes]) -> TaskRecord:
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _text(key)
+        if name in _JSON_FIELDS:
+            try:
+                data[name] = orjson.loads(value) if value else None
+            except orjson.JSONDecodeError:
+                data[name] = _text(value)  # a foreign producer's non-JSON body
+        elif name in _FLOAT_FIELDS:
+            data[name] = float(value)
+        elif name in _INT_FIELDS:
+            data[name] = int(value)
+        elif name in ("id", "name", "queue", "status", "trace_id", "worker"):
+            data[name] = _text(value)
+    return TaskRecord.model_validate(data)

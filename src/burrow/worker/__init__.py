@@ -1,0 +1,1 @@
+"""The worker runtime: consume, run handlers, retry, dead-letter, shut down gracefully."""

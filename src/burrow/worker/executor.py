@@ -1,0 +1,355 @@
+"""One delivery, from receipt to ack: the worker's hot path.
+
+    parse envelope -> (not due yet: forward to a delay tier)
+      -> start attempt in Redis (lease; dedupe; run count)
+      -> validate payload -> run handler under a timeout
+      -> write outcome in Redis -> publish retry / dead letter if any -> ack
+
+The order is what makes the guarantees: the record is written before the ack (a crash in
+between redelivers, and the redelivery finds the task terminal and is acked without
+running, G2/G3); a dead letter is published before the record turns ``failed`` (so a crash
+never loses it); a retry copy is published before the original is acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pydantic_core
+import structlog
+
+from burrow._clock import Clock
+from burrow.broker.amqp import Delivery
+from burrow.broker.topology import TIER_BASE_MS
+from burrow.errors import BrokerError, PayloadInvalid, StateError
+from burrow.tasks.context import TaskContext
+from burrow.tasks.definition import TaskDefinition
+from burrow.tasks.envelope import BadMessage, Envelope, parse_envelope
+from burrow.tasks.record import TaskError
+from burrow.tasks.registry import TaskRegistry
+from burrow.tasks.status import TaskStatus
+from burrow.worker.outcomes import Reject, Retry
+from burrow.worker.publishing import Republisher
+
+log = structlog.get_logger("burrow.worker")
+
+#: Pause before requeueing a message when Redis or the broker failed mid-way, so an outage
+#: does not turn into a hot redelivery loop.
+FAILURE_PAUSE = 1.0
+
+
+@dataclass(slots=True)
+class ExecutorStats:
+    """Counters of one worker process (read through ``Worker.statistics()``)."""
+
+    received: int = 0
+    started: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    rejected_messages: int = 0
+    deduplicated: int = 0
+    fenced: int = 0
+    requeued: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: TaskStatus | None  # SUCCEEDED, FAILED (dead), or None for a retry
+    result: bytes | None = None
+    error: TaskError | None = None
+    delay: float = 0.0
+
+
+class Executor:
+    """Runs deliveries for one worker process."""
+
+    def __init__(
+        self,
+        *,
+        registry: TaskRegistry,
+        state: Any,
+        republisher: Republisher,
+        clock: Clock,
+        worker_id: str,
+        pool: ThreadPoolExecutor,
+        lease_ttl: float,
+        default_timeout: float,
+        max_message_bytes: int,
+        on_dead: Any,
+    ) -> None:
+        self._registry = registry
+        self._state = state
+        self._out = republisher
+        self._clock = clock
+        self._worker_id = worker_id
+        self._pool = pool
+        self._lease_ms = int(lease_ttl * 1000)
+        self._default_timeout = default_timeout
+        self._max_bytes = max_message_bytes
+        self._on_dead = on_dead
+        self.stats = ExecutorStats()
+        #: task id -> lease token of the attempts running here (renewed in the background).
+        self.leases: dict[str, str] = {}
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.closing = False
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no delivery is being handled; False when ``timeout`` ran out."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def cancel_running(self) -> None:
+        """Cancel the handlers still running (shutdown after the grace period)."""
+        for task in list(self._tasks.values()):
+            task.cancel()
+
+    async def handle(self, delivery: Delivery, queue: str) -> None:
+        """Handle one delivery from work queue ``queue`` (unprefixed name)."""
+        if self.closing:
+            await _quietly(delivery.nack(requeue=True))
+            return
+        self.stats.received += 1
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._handle(delivery, queue)
+        except (StateError, BrokerError) as exc:
+            # Redis or the broker failed mid-way: nothing was acked, so the message comes
+            # back; pause first so an outage is not a hot loop.
+            log.warning("delivery requeued", queue=queue, error=str(exc))
+            self.stats.requeued += 1
+            await asyncio.sleep(FAILURE_PAUSE)
+            await _quietly(delivery.nack(requeue=True))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _handle(self, delivery: Delivery, queue: str) -> None:
+        try:
+            env = parse_envelope(
+                message_id=delivery.message_id,
+                type_=delivery.type,
+                content_type=delivery.content_type,
+                content_encoding=delivery.content_encoding,
+                headers=delivery.headers,
+                body=delivery.body,
+                max_bytes=self._max_bytes,
+            )
+        except BadMessage as bad:
+            await self._park(delivery, queue, bad.reason, bad.detail)
+            return
+        if env.eta is not None:
+            remaining = env.eta - self._clock.time()
+            if remaining > TIER_BASE_MS / 1000:
+                await self._out.delay(delivery, queue, env.eta)
+                await delivery.ack()
+                return
+            if remaining > 0:  # less than the smallest tier: cheaper to wait here
+                await asyncio.sleep(remaining)
+        definition = self._registry.find(env.name)
+        if definition is None:
+            await self._park(delivery, queue, "unknown_task", f"no task named {env.name!r}")
+            return
+        await self._attempt(delivery, queue, env, definition)
+
+    async def _attempt(
+        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition
+    ) -> None:
+        token = secrets.token_hex(8)
+        start = await self._state.start(
+            task_id=env.task_id, token=token, lease_ms=self._lease_ms, worker=self._worker_id,
+            max_runs=definition.retry.max_runs, name=definition.name, queue=queue,
+            payload=env.body, trace_id=env.trace_id,
+        )
+        if start.code == "terminal":
+            self.stats.deduplicated += 1  # a redelivery or duplicate of a finished task
+            await delivery.ack()
+            return
+        if start.code == "busy":
+            # Another attempt holds a live lease (a duplicate message, or a redelivery while
+            # the first worker is paused): look again when that lease would have expired.
+            eta = self._clock.time() + int(start.extra or "0") / 1000 + 0.1
+            await self._out.delay(delivery, queue, eta)
+            await delivery.ack()
+            return
+        if start.code == "exhausted":
+            error = TaskError(
+                type="DeliveryLimit", reason="delivery_limit",
+                message=f"gave up: {start.attempts} runs started and none finished",
+            )
+            await self._dead(delivery, queue, env, definition, token="", error=error)
+            return
+        self.stats.started += 1
+        await self._run_attempt(delivery, queue, env, definition, token, start.attempts)
+
+    async def _run_attempt(
+        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition,
+        token: str, attempt: int,
+    ) -> None:
+        self.leases[env.task_id] = token
+        current = asyncio.current_task()
+        if current is not None:
+            self._tasks[env.task_id] = current
+        try:
+            outcome = await self._invoke(definition, env, queue, attempt)
+        except asyncio.CancelledError:
+            # Shutdown ran out of grace: give the attempt back so it runs elsewhere.
+            await _quietly(self._state.release(env.task_id, token=token, note="worker stopped"))
+            await _quietly(delivery.nack(requeue=True))
+            raise
+        finally:
+            self.leases.pop(env.task_id, None)
+            self._tasks.pop(env.task_id, None)
+        await self._settle(delivery, queue, env, definition, token, attempt, outcome)
+
+    async def _settle(
+        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition,
+        token: str, attempt: int, outcome: _Outcome,
+    ) -> None:
+        if outcome.status is TaskStatus.SUCCEEDED:
+            written = await self._state.finish(
+                env.task_id, token=token, status=TaskStatus.SUCCEEDED, result=outcome.result
+            )
+            self.stats.succeeded += written
+            self.stats.fenced += not written
+            await delivery.ack()
+            return
+        assert outcome.error is not None
+        if outcome.status is None and attempt < definition.retry.max_runs:
+            eta = self._clock.time() + outcome.delay
+            if await self._state.retry(env.task_id, token=token, error=outcome.error, eta=eta):
+                await self._out.retry(delivery, queue, attempt + 1, eta)
+                self.stats.retried += 1
+            else:
+                self.stats.fenced += 1
+            await delivery.ack()
+            return
+        error = outcome.error
+        if outcome.status is None:  # wanted a retry, but none is left
+            error = error.model_copy(update={"reason": "max_retries"})
+        await self._dead(delivery, queue, env, definition, token=token, error=error)
+
+    async def _invoke(
+        self, definition: TaskDefinition, env: Envelope, queue: str, attempt: int
+    ) -> _Outcome:
+        try:
+            payload = definition.validate_json(env.body)
+        except PayloadInvalid as exc:
+            return _dead(exc, "validation_error", with_traceback=False)
+        ctx = TaskContext(
+            task_id=env.task_id, name=definition.name, queue=queue, attempt=attempt,
+            max_retries=definition.max_retries, trace_id=env.trace_id,
+            logger=log.bind(task_id=env.task_id, task=definition.name, attempt=attempt,
+                            trace_id=env.trace_id),
+        )
+        timeout = definition.timeout or self._default_timeout
+        scope = asyncio.timeout(timeout)
+        try:
+            async with scope:
+                value = await self._call(definition, payload, ctx)
+            return _Outcome(TaskStatus.SUCCEEDED, result=pydantic_core.to_json(value))
+        except Retry as exc:
+            delay = exc.delay if exc.delay is not None else definition.retry.delay(attempt)
+            return _Outcome(None, error=_error(exc, "retry_requested", False), delay=delay)
+        except Reject as exc:
+            return _dead(exc, "rejected", with_traceback=False)
+        except pydantic_core.PydanticSerializationError as exc:
+            return _dead(exc, "result_not_serializable", with_traceback=False)
+        except TimeoutError as exc:
+            if scope.expired():
+                err = TaskError(type="TaskTimeout", reason="timeout",
+                                message=f"the handler ran longer than {timeout} s")
+                return _Outcome(None, error=err, delay=definition.retry.delay(attempt))
+            return _Outcome(None, error=_error(exc, "error", True),
+                            delay=definition.retry.delay(attempt))
+        except Exception as exc:
+            return _Outcome(None, error=_error(exc, "error", True),
+                            delay=definition.retry.delay(attempt))
+
+    async def _call(self, definition: TaskDefinition, payload: Any, ctx: TaskContext) -> Any:
+        args = definition.call_args(payload, ctx)
+        if definition.is_async:
+            return await definition.fn(*args)
+        # A sync handler cannot be interrupted: on timeout the worker stops waiting for it
+        # and moves on, while the thread finishes in the background (documented).
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(definition.fn, *args))
+
+    async def _dead(
+        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition,
+        *, token: str, error: TaskError,
+    ) -> None:
+        attempts = (await self._state.get(env.task_id) or _NoRecord).attempts
+        await self._out.dead_letter(delivery, queue, error=error, runs=attempts)
+        written = await self._state.finish(
+            env.task_id, token=token, status=TaskStatus.FAILED, error=error,
+            note=error.reason or "",
+        )
+        await delivery.ack()
+        self.stats.dead += 1
+        self._count_reason(error.reason or "error")
+        if written:
+            await self._on_dead(definition.name, env.task_id)
+
+    async def _park(self, delivery: Delivery, queue: str, reason: str, detail: str) -> None:
+        """Dead-letter a message that cannot run at all (foreign, broken, unknown task)."""
+        log.warning("message dead-lettered", queue=queue, reason=reason, detail=detail,
+                    message_id=delivery.message_id)
+        error = TaskError(type="BadMessage", reason=reason, message=detail)
+        await self._out.dead_letter(delivery, queue, error=error, runs=0)
+        if delivery.message_id:
+            await self._state.finish(
+                delivery.message_id, token="", status=TaskStatus.FAILED, error=error, note=reason
+            )
+        await delivery.ack()
+        self.stats.rejected_messages += 1
+        self._count_reason(reason)
+
+    def _count_reason(self, reason: str) -> None:
+        self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+
+
+class _NoRecord:
+    attempts = 0
+
+
+def _error(exc: BaseException, reason: str, with_traceback: bool) -> TaskError:
+    tb = "".join(traceback.format_exception(exc)) if with_traceback else None
+    message = str(exc) or type(exc).__name__
+    return TaskError(type=type(exc).__name__, message=message[:4000], traceback=tb, reason=reason)
+
+
+def _dead(exc: BaseException, reason: str, *, with_traceback: bool) -> _Outcome:
+    return _Outcome(TaskStatus.FAILED, error=_error(exc, reason, with_traceback))
+
+
+async def _quietly(awaitable: Any) -> None:
+    """Best effort on a path that is already failing or shutting down."""
+    try:
+        await awaitable
+    except (StateError, BrokerError) as exc:
+        log.debug("best-effort step failed", error=str(exc))
+
+
+__all__ = ["Executor", "ExecutorStats", "orjson"]

@@ -1,0 +1,111 @@
+"""Copies of a delivery that the worker publishes: delayed, retried, dead-lettered.
+
+Every copy keeps the original's ``message_id``, ``type``, body and headers (trace context
+included) and is confirmed by the broker before the original is acked.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from burrow.broker.amqp import AmqpBroker, Delivery
+from burrow.broker.topology import Names, delay_exchange, delay_tier, tier_for
+from burrow.tasks.envelope import (
+    HDR_ATTEMPT,
+    HDR_DEAD_AT,
+    HDR_ERROR,
+    HDR_ETA,
+    HDR_ORIGIN,
+    HDR_REASON,
+    HDR_RUNS,
+    HDR_TIER,
+    eta_header,
+)
+from burrow.tasks.record import TaskError
+
+
+class Republisher:
+    """Publishes the worker's copies; declares delay tiers on first use."""
+
+    def __init__(self, broker: AmqpBroker, names: Names) -> None:
+        self._broker = broker
+        self._names = names
+
+    async def delay(self, delivery: Delivery, queue: str, eta: float) -> None:
+        """Send ``delivery`` on toward ``queue`` so it arrives at ``eta`` (Unix time)."""
+        headers = dict(delivery.headers or {})
+        headers[HDR_ETA] = eta_header(eta)
+        await self.publish_delayed(
+            self._names.queue(queue), delivery.body, headers, eta, delivery=delivery
+        )
+
+    async def retry(self, delivery: Delivery, queue: str, attempt: int, eta: float) -> None:
+        """Schedule attempt ``attempt`` of ``delivery`` at ``eta``."""
+        headers = dict(delivery.headers or {})
+        headers[HDR_ATTEMPT] = attempt
+        headers[HDR_ETA] = eta_header(eta)
+        await self.publish_delayed(
+            self._names.queue(queue), delivery.body, headers, eta, delivery=delivery
+        )
+
+    async def dead_letter(
+        self, delivery: Delivery, queue: str, *, error: TaskError, runs: int
+    ) -> None:
+        """Put a copy of ``delivery`` in ``queue``'s dead-letter queue with why it died."""
+        headers = dict(delivery.headers or {})
+        headers.pop(HDR_ETA, None)
+        headers[HDR_REASON] = error.reason or "error"
+        headers[HDR_ERROR] = error.model_dump_json(exclude={"traceback"}, exclude_none=True)
+        headers[HDR_RUNS] = runs
+        headers[HDR_ORIGIN] = queue
+        headers[HDR_DEAD_AT] = int(time.time() * 1000)
+        await self._broker.publish(
+            self._names.dlq(queue),
+            delivery.body,
+            message_id=delivery.message_id,
+            type_=delivery.type,
+            headers=headers,
+            content_type=delivery.content_type,
+            timestamp=delivery.timestamp,
+        )
+
+    async def publish_delayed(
+        self,
+        routing_key: str,
+        body: bytes,
+        headers: dict[str, Any],
+        eta: float,
+        *,
+        delivery: Delivery | None = None,
+        message_id: str | None = None,
+        type_: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """Publish to ``routing_key`` (a work queue) through the delay tier that fits
+        the time left until ``eta``, or straight to the queue when it is (nearly) due."""
+        tier = tier_for((eta - time.time()) * 1000)
+        if delivery is not None:
+            message_id, type_, priority = delivery.message_id, delivery.type, delivery.priority
+        if tier is None:
+            await self._broker.publish(
+                routing_key, body, message_id=message_id, type_=type_, headers=headers,
+                priority=priority,
+            )
+            return
+        await self._ensure_tier(tier)
+        headers[HDR_TIER] = str(tier)
+        await self._broker.publish(
+            routing_key, body, exchange=self._names.delay_exchange, message_id=message_id,
+            type_=type_, headers=headers, priority=priority,
+        )
+
+    async def _ensure_tier(self, tier: int) -> None:
+        queue, binding = delay_tier(self._names, tier)
+        if self._broker.is_declared(queue.name):
+            return
+        exchange = delay_exchange(self._names)
+        if not self._broker.is_declared(f"exchange:{exchange.name}"):
+            await self._broker.declare_exchange(exchange)
+        await self._broker.declare_queue(queue)
+        await self._broker.bind(binding)

@@ -1,0 +1,120 @@
+"""Shared fixtures: a unique namespace per test, apps that clean up after themselves, and
+in-process workers. RabbitMQ and Redis must answer: a missing server fails the run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from burrow import Burrow, Settings
+from burrow.broker.topology import TIERS_MS
+from burrow.worker.runtime import Worker
+
+AMQP = ("127.0.0.1", 5672)
+REDIS = ("127.0.0.1", 6379)
+
+
+def _answers(addr: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(addr, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _servers_up() -> None:
+    """Integration tests need the real servers; `make test` starts them (never skip)."""
+    missing = [f"{n} on {h}:{p}" for n, (h, p) in (("RabbitMQ", AMQP), ("Redis", REDIS))
+               if not _answers((h, p))]
+    if missing:
+        pytest.fail(f"not answering: {', '.join(missing)} (run scripts/services.sh)")
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> str:
+    """A namespace no other test or run uses."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+def fast_settings(namespace: str, **overrides: Any) -> Settings:
+    """Settings tuned for tests: short backoff, leases and grace."""
+    values: dict[str, Any] = {
+        "namespace": namespace, "retry_base": 0.1, "retry_cap": 1.0, "lease_ttl": 5.0,
+        "reaper_interval": 1.0, "grace": 5.0, "worker_heartbeat": 1.0, "publish_timeout": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def cleanup(namespace: str, queues: list[str]) -> None:
+    """Delete everything a test's namespace declared in RabbitMQ and Redis."""
+    app = Burrow(settings=Settings(namespace=namespace))
+    try:
+        await app.broker.connect(timeout=10)
+        for q in queues:
+            await app.broker.delete_queue(app.names.queue(q))
+            await app.broker.delete_queue(app.names.dlq(q))
+        for tier in TIERS_MS:
+            await app.broker.delete_queue(app.names.delay_queue(tier))
+        await app.broker.delete_exchange(app.names.delay_exchange)
+    finally:
+        await app.close()
+    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
+        for i in range(0, len(keys), 500):
+            await client.delete(*keys[i : i + 500])
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def make_app(namespace: str) -> AsyncIterator[Callable[..., Burrow]]:
+    """Build apps on the test's namespace; everything they declared is deleted afterwards."""
+    apps: list[Burrow] = []
+    extra_queues: set[str] = set()
+
+    def factory(**overrides: Any) -> Burrow:
+        app = Burrow(settings=fast_settings(namespace, **overrides))
+        apps.append(app)
+        return app
+
+    factory.extra_queues = extra_queues  # type: ignore[attr-defined]
+    yield factory
+    queues = {q for app in apps for q in app.registry.queues()} | extra_queues | {"default"}
+    for app in apps:
+        await app.close()
+    await cleanup(namespace, sorted(queues))
+
+
+@contextlib.asynccontextmanager
+async def running_worker(app: Burrow, **kwargs: Any) -> AsyncIterator[Worker]:
+    """Run a worker for ``app`` in this event loop for the duration of the block."""
+    stop = asyncio.Event()
+    worker = Worker(app, **kwargs)
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # Wait until its consumers are attached (or it crashed).
+        for _ in range(200):
+            if task.done() or worker._consumers:  # noqa: SLF001 - test helper
+                break
+            await asyncio.sleep(0.05)
+        if task.done():
+            task.result()
+        yield worker
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture
+def worker_ctx() -> Iterator[Callable[..., Any]]:
+    yield running_worker
