@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -32,8 +32,11 @@ def _answers(addr: tuple[str, int]) -> bool:
 @pytest.fixture(scope="session", autouse=True)
 def _servers_up() -> None:
     """Integration tests need the real servers; `make test` starts them (never skip)."""
-    missing = [f"{n} on {h}:{p}" for n, (h, p) in (("RabbitMQ", AMQP), ("Redis", REDIS))
-               if not _answers((h, p))]
+    missing = [
+        f"{n} on {h}:{p}"
+        for n, (h, p) in (("RabbitMQ", AMQP), ("Redis", REDIS))
+        if not _answers((h, p))
+    ]
     if missing:
         pytest.fail(f"not answering: {', '.join(missing)} (run scripts/services.sh)")
 
@@ -47,8 +50,14 @@ def namespace(request: pytest.FixtureRequest) -> str:
 def fast_settings(namespace: str, **overrides: Any) -> Settings:
     """Settings tuned for tests: short backoff, leases and grace."""
     values: dict[str, Any] = {
-        "namespace": namespace, "retry_base": 0.1, "retry_cap": 1.0, "lease_ttl": 5.0,
-        "reaper_interval": 1.0, "grace": 5.0, "worker_heartbeat": 1.0, "publish_timeout": 5.0,
+        "namespace": namespace,
+        "retry_base": 0.1,
+        "retry_cap": 1.0,
+        "lease_ttl": 5.0,
+        "reaper_interval": 1.0,
+        "grace": 5.0,
+        "worker_heartbeat": 1.0,
+        "publish_timeout": 5.0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -104,7 +113,7 @@ async def running_worker(app: Burrow, **kwargs: Any) -> AsyncIterator[Worker]:
     try:
         # Wait until its consumers are attached (or it crashed).
         for _ in range(200):
-            if task.done() or worker._consumers:  # noqa: SLF001 - test helper
+            if task.done() or worker._consumers:
                 break
             await asyncio.sleep(0.05)
         if task.done():
@@ -114,7 +123,3 @@ async def running_worker(app: Burrow, **kwargs: Any) -> AsyncIterator[Worker]:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
 
-
-@pytest.fixture
-def worker_ctx() -> Iterator[Callable[..., Any]]:
-    yield running_worker

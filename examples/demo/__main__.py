@@ -45,12 +45,13 @@ async def demo() -> None:
                 table.add_row(handle.name, handle.id[:8], "not finished", "", "")
                 continue
             detail = record.result if record.error is None else record.error.message
-            table.add_row(handle.name, handle.id[:8], record.status.value,
-                          str(record.attempts), str(detail))
+            table.add_row(
+                handle.name, handle.id[:8], record.status.value, str(record.attempts), str(detail)
+            )
         console.print(table)
         console.print(
             f"Worker running on namespace [bold]{app.names.namespace}[/bold]. Try:\n"
-            "  .venv/bin/burrow submit examples.demo.app:app add --payload '{\"a\": 2, \"b\": 3}' --wait 5\n"
+            '  .venv/bin/burrow submit examples.demo.app:app add --payload \'{"a": 2, "b": 3}\' --wait 5\n'
             "  .venv/bin/burrow queues examples.demo.app:app\n"
             "  .venv/bin/burrow dlq list examples.demo.app:app\n"
             "Ctrl-C stops it."

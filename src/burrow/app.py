@@ -33,9 +33,9 @@ from burrow.tasks.envelope import (
     HDR_ORIGIN,
     HDR_REASON,
     HDR_TRACEPARENT,
+    eta_header,
     new_task_id,
     new_traceparent,
-    eta_header,
     trace_id_of,
 )
 from burrow.tasks.record import TaskEvent, TaskRecord
@@ -134,7 +134,9 @@ class Burrow:
         def register(func: F) -> F:
             policy = RetryPolicy(
                 max_retries=r.max_retries if max_retries is None else max_retries,
-                base=retry_base or r.base, factor=r.factor, cap=retry_cap or r.cap,
+                base=retry_base or r.base,
+                factor=r.factor,
+                cap=retry_cap or r.cap,
                 jitter=r.jitter,
             )
             self.registry.add(
@@ -285,8 +287,10 @@ class Burrow:
             window = bodies[start : start + SUBMIT_WINDOW]
             ids = [new_task_id() for _ in window]
             await asyncio.gather(
-                *(self._create_and_publish(definition, i, b, due, None, None)
-                  for i, b in zip(ids, window, strict=True))
+                *(
+                    self._create_and_publish(definition, i, b, due, None, None)
+                    for i, b in zip(ids, window, strict=True)
+                )
             )
             handles += [TaskHandle(i, name, definition.queue) for i in ids]
         return handles
@@ -318,8 +322,13 @@ class Burrow:
         return await self.state.claim_idempotency(key, task_id)
 
     async def _create_and_publish(
-        self, definition: TaskDefinition, task_id: str, body: bytes, due: float | None,
-        priority: int | None, headers: dict[str, Any] | None,
+        self,
+        definition: TaskDefinition,
+        task_id: str,
+        body: bytes,
+        due: float | None,
+        priority: int | None,
+        headers: dict[str, Any] | None,
     ) -> None:
         hdrs: dict[str, Any] = dict(headers or {})
         traceparent = hdrs.get(HDR_TRACEPARENT)
@@ -329,22 +338,35 @@ class Burrow:
         await self.declare_queue(definition.queue)
         await self.state.create(
             NewTask(
-                id=task_id, name=definition.name, queue=definition.queue, payload=body,
-                max_retries=definition.max_retries, trace_id=trace_id_of(traceparent) or "",
+                id=task_id,
+                name=definition.name,
+                queue=definition.queue,
+                payload=body,
+                max_retries=definition.max_retries,
+                trace_id=trace_id_of(traceparent) or "",
                 eta=due,
             )
         )
         try:
             if due is None:
                 await self.broker.publish(
-                    self.names.queue(definition.queue), body, message_id=task_id,
-                    type_=definition.name, headers=hdrs, priority=priority,
+                    self.names.queue(definition.queue),
+                    body,
+                    message_id=task_id,
+                    type_=definition.name,
+                    headers=hdrs,
+                    priority=priority,
                 )
             else:
                 hdrs[HDR_ETA] = eta_header(due)
                 await Republisher(self.broker, self.names).publish_delayed(
-                    self.names.queue(definition.queue), body, hdrs, due,
-                    message_id=task_id, type_=definition.name, priority=priority,
+                    self.names.queue(definition.queue),
+                    body,
+                    hdrs,
+                    due,
+                    message_id=task_id,
+                    type_=definition.name,
+                    priority=priority,
                 )
         except BaseException:
             # Not accepted: forget the record so nothing claims a task that never existed.
@@ -355,8 +377,11 @@ class Burrow:
         try:
             await self.state.delete(task_id)
         except BurrowError as exc:
-            log.warning("could not delete the record of an unpublished task",
-                        task_id=task_id, error=str(exc))
+            log.warning(
+                "could not delete the record of an unpublished task",
+                task_id=task_id,
+                error=str(exc),
+            )
 
     # -- reading ----------------------------------------------------------------------
 
@@ -435,15 +460,20 @@ class Burrow:
 
         async def replay(delivery: Any) -> bool:
             headers = {
-                k: v for k, v in (delivery.headers or {}).items()
+                k: v
+                for k, v in (delivery.headers or {}).items()
                 if not k.startswith(("x-burrow-", "x-death", "x-first-death", "x-last-death"))
             }
             headers[HDR_ATTEMPT] = 1
             if delivery.message_id:
                 await self.state.reopen(delivery.message_id, "replayed from the dead letters")
             await self.broker.publish(
-                self.names.queue(queue), delivery.body, message_id=delivery.message_id,
-                type_=delivery.type, headers=headers, content_type=delivery.content_type,
+                self.names.queue(queue),
+                delivery.body,
+                message_id=delivery.message_id,
+                type_=delivery.type,
+                headers=headers,
+                content_type=delivery.content_type,
             )
             return True
 

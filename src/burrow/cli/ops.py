@@ -32,8 +32,10 @@ async def _queues(app: Burrow) -> None:
         for queue in app.all_queues():
             work, dead = await app.queue_stats(queue)
             table.add_row(
-                queue, app.names.queue(queue),
-                str(work.messages) if work else "-", str(work.consumers) if work else "-",
+                queue,
+                app.names.queue(queue),
+                str(work.messages) if work else "-",
+                str(work.consumers) if work else "-",
                 str(dead.messages) if dead else "-",
             )
     finally:
@@ -43,7 +45,8 @@ async def _queues(app: Burrow) -> None:
 
 @dlq.command("list")
 def dlq_list(
-    app: AppArg, queue: QueueOpt = None,
+    app: AppArg,
+    queue: QueueOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """List dead letters (left in place) with why each died."""
@@ -56,9 +59,14 @@ async def _dlq_list(app: Burrow, queue: str | None, limit: int) -> None:
         for q in [queue] if queue else app.all_queues():
             for letter in await app.dead_letters(q, limit=limit):
                 message = (letter.error or {}).get("message", "")
-                table.add_row(q, letter.task_id or "-", letter.name or "-", letter.reason,
-                              str(letter.runs if letter.runs is not None else "-"),
-                              str(message)[:80])
+                table.add_row(
+                    q,
+                    letter.task_id or "-",
+                    letter.name or "-",
+                    letter.reason,
+                    str(letter.runs if letter.runs is not None else "-"),
+                    str(message)[:80],
+                )
     finally:
         await app.close()
     out.print(table)
@@ -66,7 +74,8 @@ async def _dlq_list(app: Burrow, queue: str | None, limit: int) -> None:
 
 @dlq.command("replay")
 def dlq_replay(
-    app: AppArg, queue: QueueOpt = None,
+    app: AppArg,
+    queue: QueueOpt = None,
     limit: Annotated[int, typer.Option(min=1)] = 1000,
 ) -> None:
     """Send dead letters back to their queue to run again (records reopened)."""
@@ -84,7 +93,8 @@ async def _dlq_replay(app: Burrow, queue: str | None, limit: int) -> None:
 
 @dlq.command("purge")
 def dlq_purge(
-    app: AppArg, queue: QueueOpt = None,
+    app: AppArg,
+    queue: QueueOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete dead letters for good."""

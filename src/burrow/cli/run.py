@@ -29,7 +29,9 @@ def worker(
     grace: Annotated[
         float | None, typer.Option(min=0, help="Seconds in-flight tasks get on shutdown.")
     ] = None,
-    log_format: Annotated[str, typer.Option(help="json, console, or auto (console on a TTY).")] = "auto",
+    log_format: Annotated[
+        str, typer.Option(help="json, console, or auto (console on a TTY).")
+    ] = "auto",
 ) -> None:
     """Consume and run tasks until SIGTERM or Ctrl-C, then shut down gracefully."""
     configure_logging(log_format)

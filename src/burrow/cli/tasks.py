@@ -71,7 +71,9 @@ async def _status(app: Burrow, task_id: str, with_history: bool) -> None:
             for event in await app.history(task_id):
                 note = f" ({event.note})" if event.note else ""
                 err = f" {event.error.type}: {event.error.message}" if event.error else ""
-                out.print(f"  {iso(event.at)}  {event.status:<10} attempt {event.attempt}{note}{err}")
+                out.print(
+                    f"  {iso(event.at)}  {event.status:<10} attempt {event.attempt}{note}{err}"
+                )
     finally:
         await app.close()
 

@@ -28,7 +28,9 @@ class _Call:
     script: str
     keys: tuple[str, ...]
     args: tuple[Any, ...]
-    future: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 class Script:

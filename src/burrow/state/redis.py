@@ -131,8 +131,14 @@ class RedisStateStore:
             "create",
             (k.task(task.id), k.events(task.id)),
             (
-                task.id, task.name, task.queue, task.payload, task.max_retries,
-                task.trace_id, "" if task.eta is None else repr(task.eta), self.ttl,
+                task.id,
+                task.name,
+                task.queue,
+                task.payload,
+                task.max_retries,
+                task.trace_id,
+                "" if task.eta is None else repr(task.eta),
+                self.ttl,
             ),
         )
         return bool(result)
@@ -175,9 +181,14 @@ class RedisStateStore:
             "finish",
             (k.task(task_id), k.events(task_id), k.running),
             (
-                task_id, token, status.value, result or b"",
+                task_id,
+                token,
+                status.value,
+                result or b"",
                 error.model_dump_json(exclude_none=True) if error else "",
-                self.ttl, k.terminal_channel, note,
+                self.ttl,
+                k.terminal_channel,
+                note,
             ),
         )
         return bool(written)

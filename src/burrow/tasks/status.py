@@ -30,9 +30,7 @@ TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCEL
 #: (dead-letter replay, ``POST /tasks/{id}/retry``), which is not a transition of the
 #: running system and is recorded as its own event.
 TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.QUEUED: frozenset(
-        {TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}
-    ),
+    TaskStatus.QUEUED: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}),
     TaskStatus.RUNNING: frozenset(
         {
             TaskStatus.QUEUED,  # the lease expired (worker died); the broker redelivers
@@ -43,9 +41,7 @@ TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
             TaskStatus.CANCELLED,
         }
     ),
-    TaskStatus.RETRYING: frozenset(
-        {TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}
-    ),
+    TaskStatus.RETRYING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELLED}),
     TaskStatus.SUCCEEDED: frozenset(),
     TaskStatus.FAILED: frozenset(),
     TaskStatus.CANCELLED: frozenset(),

@@ -178,9 +178,15 @@ class Executor:
     ) -> None:
         token = secrets.token_hex(8)
         start = await self._state.start(
-            task_id=env.task_id, token=token, lease_ms=self._lease_ms, worker=self._worker_id,
-            max_runs=definition.retry.max_runs, name=definition.name, queue=queue,
-            payload=env.body, trace_id=env.trace_id,
+            task_id=env.task_id,
+            token=token,
+            lease_ms=self._lease_ms,
+            worker=self._worker_id,
+            max_runs=definition.retry.max_runs,
+            name=definition.name,
+            queue=queue,
+            payload=env.body,
+            trace_id=env.trace_id,
         )
         if start.code == "terminal":
             self.stats.deduplicated += 1  # a redelivery or duplicate of a finished task
@@ -195,7 +201,8 @@ class Executor:
             return
         if start.code == "exhausted":
             error = TaskError(
-                type="DeliveryLimit", reason="delivery_limit",
+                type="DeliveryLimit",
+                reason="delivery_limit",
                 message=f"gave up: {start.attempts} runs started and none finished",
             )
             await self._dead(delivery, queue, env, definition, token="", error=error)
@@ -204,8 +211,13 @@ class Executor:
         await self._run_attempt(delivery, queue, env, definition, token, start.attempts)
 
     async def _run_attempt(
-        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition,
-        token: str, attempt: int,
+        self,
+        delivery: Delivery,
+        queue: str,
+        env: Envelope,
+        definition: TaskDefinition,
+        token: str,
+        attempt: int,
     ) -> None:
         self.leases[env.task_id] = token
         current = asyncio.current_task()
@@ -224,8 +236,14 @@ class Executor:
         await self._settle(delivery, queue, env, definition, token, attempt, outcome)
 
     async def _settle(
-        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition,
-        token: str, attempt: int, outcome: _Outcome,
+        self,
+        delivery: Delivery,
+        queue: str,
+        env: Envelope,
+        definition: TaskDefinition,
+        token: str,
+        attempt: int,
+        outcome: _Outcome,
     ) -> None:
         if outcome.status is TaskStatus.SUCCEEDED:
             written = await self._state.finish(
@@ -258,10 +276,15 @@ class Executor:
         except PayloadInvalid as exc:
             return _dead(exc, "validation_error", with_traceback=False)
         ctx = TaskContext(
-            task_id=env.task_id, name=definition.name, queue=queue, attempt=attempt,
-            max_retries=definition.max_retries, trace_id=env.trace_id,
-            logger=log.bind(task_id=env.task_id, task=definition.name, attempt=attempt,
-                            trace_id=env.trace_id),
+            task_id=env.task_id,
+            name=definition.name,
+            queue=queue,
+            attempt=attempt,
+            max_retries=definition.max_retries,
+            trace_id=env.trace_id,
+            logger=log.bind(
+                task_id=env.task_id, task=definition.name, attempt=attempt, trace_id=env.trace_id
+            ),
         )
         timeout = definition.timeout or self._default_timeout
         scope = asyncio.timeout(timeout)
@@ -278,14 +301,19 @@ class Executor:
             return _dead(exc, "result_not_serializable", with_traceback=False)
         except TimeoutError as exc:
             if scope.expired():
-                err = TaskError(type="TaskTimeout", reason="timeout",
-                                message=f"the handler ran longer than {timeout} s")
+                err = TaskError(
+                    type="TaskTimeout",
+                    reason="timeout",
+                    message=f"the handler ran longer than {timeout} s",
+                )
                 return _Outcome(None, error=err, delay=definition.retry.delay(attempt))
-            return _Outcome(None, error=_error(exc, "error", True),
-                            delay=definition.retry.delay(attempt))
+            return _Outcome(
+                None, error=_error(exc, "error", True), delay=definition.retry.delay(attempt)
+            )
         except Exception as exc:
-            return _Outcome(None, error=_error(exc, "error", True),
-                            delay=definition.retry.delay(attempt))
+            return _Outcome(
+                None, error=_error(exc, "error", True), delay=definition.retry.delay(attempt)
+            )
 
     async def _call(self, definition: TaskDefinition, payload: Any, ctx: TaskContext) -> Any:
         args = definition.call_args(payload, ctx)
@@ -297,13 +325,22 @@ class Executor:
         return await loop.run_in_executor(self._pool, functools.partial(definition.fn, *args))
 
     async def _dead(
-        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition,
-        *, token: str, error: TaskError,
+        self,
+        delivery: Delivery,
+        queue: str,
+        env: Envelope,
+        definition: TaskDefinition,
+        *,
+        token: str,
+        error: TaskError,
     ) -> None:
         attempts = (await self._state.get(env.task_id) or _NoRecord).attempts
         await self._out.dead_letter(delivery, queue, error=error, runs=attempts)
         written = await self._state.finish(
-            env.task_id, token=token, status=TaskStatus.FAILED, error=error,
+            env.task_id,
+            token=token,
+            status=TaskStatus.FAILED,
+            error=error,
             note=error.reason or "",
         )
         await delivery.ack()
@@ -314,8 +351,13 @@ class Executor:
 
     async def _park(self, delivery: Delivery, queue: str, reason: str, detail: str) -> None:
         """Dead-letter a message that cannot run at all (foreign, broken, unknown task)."""
-        log.warning("message dead-lettered", queue=queue, reason=reason, detail=detail,
-                    message_id=delivery.message_id)
+        log.warning(
+            "message dead-lettered",
+            queue=queue,
+            reason=reason,
+            detail=detail,
+            message_id=delivery.message_id,
+        )
         error = TaskError(type="BadMessage", reason=reason, message=detail)
         await self._out.dead_letter(delivery, queue, error=error, runs=0)
         if delivery.message_id:

@@ -89,15 +89,24 @@ class Republisher:
             message_id, type_, priority = delivery.message_id, delivery.type, delivery.priority
         if tier is None:
             await self._broker.publish(
-                routing_key, body, message_id=message_id, type_=type_, headers=headers,
+                routing_key,
+                body,
+                message_id=message_id,
+                type_=type_,
+                headers=headers,
                 priority=priority,
             )
             return
         await self._ensure_tier(tier)
         headers[HDR_TIER] = str(tier)
         await self._broker.publish(
-            routing_key, body, exchange=self._names.delay_exchange, message_id=message_id,
-            type_=type_, headers=headers, priority=priority,
+            routing_key,
+            body,
+            exchange=self._names.delay_exchange,
+            message_id=message_id,
+            type_=type_,
+            headers=headers,
+            priority=priority,
         )
 
     async def _ensure_tier(self, tier: int) -> None:

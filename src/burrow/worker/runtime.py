@@ -78,11 +78,18 @@ class Worker:
     def statistics(self) -> WorkerStatistics:
         stats = self._executor.stats if self._executor else ExecutorStats()
         return WorkerStatistics(
-            worker_id=self.worker_id, queues=self.queues, concurrency=self.concurrency,
+            worker_id=self.worker_id,
+            queues=self.queues,
+            concurrency=self.concurrency,
             in_flight=self._executor.in_flight if self._executor else 0,
-            started_at=self.started_at, received=stats.received, started=stats.started,
-            succeeded=stats.succeeded, retried=stats.retried, dead=stats.dead,
-            rejected_messages=stats.rejected_messages, deduplicated=stats.deduplicated,
+            started_at=self.started_at,
+            received=stats.received,
+            started=stats.started,
+            succeeded=stats.succeeded,
+            retried=stats.retried,
+            dead=stats.dead,
+            rejected_messages=stats.rejected_messages,
+            deduplicated=stats.deduplicated,
             fenced=stats.fenced,
         )
 
@@ -94,18 +101,27 @@ class Worker:
         for queue in self.queues:
             await app.declare_queue(queue)
         self._executor = Executor(
-            registry=app.registry, state=app.state,
-            republisher=Republisher(app.broker, app.names), clock=app.clock,
-            worker_id=self.worker_id, pool=self._pool,
-            lease_ttl=app.settings.lease_ttl, default_timeout=app.settings.task_timeout,
-            max_message_bytes=app.settings.max_message_bytes, on_dead=app.run_on_dead,
+            registry=app.registry,
+            state=app.state,
+            republisher=Republisher(app.broker, app.names),
+            clock=app.clock,
+            worker_id=self.worker_id,
+            pool=self._pool,
+            lease_ttl=app.settings.lease_ttl,
+            default_timeout=app.settings.task_timeout,
+            max_message_bytes=app.settings.max_message_bytes,
+            on_dead=app.run_on_dead,
         )
         try:
             async with asyncio.TaskGroup() as tg:
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
                 await self._consume_all()
-                log.info("worker started", worker=self.worker_id, queues=list(self.queues),
-                         concurrency=self.concurrency)
+                log.info(
+                    "worker started",
+                    worker=self.worker_id,
+                    queues=list(self.queues),
+                    concurrency=self.concurrency,
+                )
                 await stop.wait()
                 await self._drain()
                 maintenance.cancel()
@@ -147,8 +163,10 @@ class Worker:
         self._executor.closing = True
         log.info("worker stopping", in_flight=self._executor.in_flight, grace=self.grace)
         if not await self._executor.wait_idle(self.grace):
-            log.warning("grace period over; returning unfinished tasks to the queue",
-                        in_flight=self._executor.in_flight)
+            log.warning(
+                "grace period over; returning unfinished tasks to the queue",
+                in_flight=self._executor.in_flight,
+            )
             self._executor.cancel_running()
             await self._executor.wait_idle(5.0)
 
@@ -195,10 +213,15 @@ class Worker:
     async def _heartbeat(self) -> None:
         st = self.statistics()
         info = {
-            "id": st.worker_id, "host": socket.gethostname(), "pid": os.getpid(),
-            "queues": list(st.queues), "concurrency": st.concurrency,
-            "in_flight": st.in_flight, "processed": st.succeeded + st.dead,
-            "started_at": st.started_at, "last_seen": time.time(),
+            "id": st.worker_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(st.queues),
+            "concurrency": st.concurrency,
+            "in_flight": st.in_flight,
+            "processed": st.succeeded + st.dead,
+            "started_at": st.started_at,
+            "last_seen": time.time(),
         }
         await self.app.state.heartbeat(
             self.worker_id, info, ttl=self.app.settings.worker_heartbeat * 3

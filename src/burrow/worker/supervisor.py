@@ -50,8 +50,14 @@ async def _keep_running(slot: int, worker_args: list[str], stop: asyncio.Event) 
         stopper.cancel()
         restarts += 1
         delay = min(RESTART_BACKOFF_CAP, 0.5 * 2 ** min(restarts - 1, 5))
-        log.warning("worker process died; restarting", slot=slot, pid=proc.pid,
-                    code=proc.returncode, restarts=restarts, delay=delay)
+        log.warning(
+            "worker process died; restarting",
+            slot=slot,
+            pid=proc.pid,
+            code=proc.returncode,
+            restarts=restarts,
+            delay=delay,
+        )
         try:
             async with asyncio.timeout(delay):
                 await stop.wait()

@@ -353,7 +353,9 @@ class AmqpBroker:
     # -- inspection and administration ------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _scratch_channel(self, name: str, what: str) -> AsyncIterator[aiormq.abc.AbstractChannel | None]:
+    async def _scratch_channel(
+        self, name: str, what: str
+    ) -> AsyncIterator[aiormq.abc.AbstractChannel | None]:
         """A short-lived plain channel with ``name`` checked to exist (None when it does not).
 
         Plain aiormq, not a robust channel: a passive declare of a missing queue closes the
