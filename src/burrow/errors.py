@@ -121,7 +121,10 @@ class Unroutable(PublishRejected):
 
 
 class PublishTimeout(OperationTimeout):
-    """No publisher confirm arrived within ``publish_timeout``; the message may or may not be stored."""
+    """No publisher confirm arrived within ``publish_timeout``.
+
+    The message may or may not be stored: retrying can duplicate it (a worker dedupes by id).
+    """
 
 
 class StateError(BurrowError):

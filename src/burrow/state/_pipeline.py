@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
-from burrow.state.errors import map_redis_errors
+from burrow.state.errors import map_redis_errors, translate_redis_error
 
 MAX_BATCH = 512
 
@@ -82,23 +82,21 @@ class AutoPipeline:
     async def _flush(self, batch: list[_Call]) -> None:
         try:
             results = await self._execute(batch)
-            retry = [c for c, r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)]
-            if retry:
+            missing = [
+                c for c, r in zip(batch, results, strict=True) if isinstance(r, NoScriptError)
+            ]
+            if missing:  # Redis restarted and forgot the scripts
                 await self.load_scripts()
-                for call, result in zip(retry, await self._execute(retry), strict=True):
+                for call, result in zip(missing, await self._execute(missing), strict=True):
                     _settle(call, result)
             for call, result in zip(batch, results, strict=True):
                 if not isinstance(result, NoScriptError):
                     _settle(call, result)
         except asyncio.CancelledError:
-            for call in batch:
-                if not call.future.done():
-                    call.future.cancel()
+            _fail(batch, None)
             raise
         except Exception as exc:  # a failed round trip fails every call in it
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(exc)
+            _fail(batch, exc)
 
     async def _execute(self, batch: list[_Call]) -> list[Any]:
         with map_redis_errors("run state transitions"):
@@ -112,10 +110,19 @@ def _settle(call: _Call, result: Any) -> None:
     if call.future.done():
         return
     if isinstance(result, RedisError):
-        try:
-            with map_redis_errors(f"script {call.script}"):
-                raise result
-        except Exception as mapped:
-            call.future.set_exception(mapped)
+        mapped = translate_redis_error(result, f"script {call.script}")
+        mapped.__cause__ = result
+        call.future.set_exception(mapped)
     else:
         call.future.set_result(result)
+
+
+def _fail(batch: list[_Call], exc: Exception | None) -> None:
+    """Fail (or, with None, cancel) every call of ``batch`` still waiting."""
+    for call in batch:
+        if call.future.done():
+            continue
+        if exc is None:
+            call.future.cancel()
+        else:
+            call.future.set_exception(exc)

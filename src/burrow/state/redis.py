@@ -391,7 +391,7 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _record(raw: dict[bytes, bytes]) -> TaskRecord:
+def _record(raw: dict[Any, Any]) -> TaskRecord:
     data: dict[str, Any] = {}
     for key, value in raw.items():
         name = _text(key)

@@ -40,7 +40,7 @@ MAX_ATTEMPT = 1_000_000
 _TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
-class BadMessage(Exception):  # noqa: N818 - an outcome of parsing, named for what it is
+class BadMessage(Exception):
     """A message that can never run; it is dead-lettered with ``reason``.
 
     Not a ``BurrowError``: the worker handles it, callers never see it.

@@ -253,7 +253,8 @@ class Executor:
             self.stats.fenced += not written
             await delivery.ack()
             return
-        assert outcome.error is not None
+        if outcome.error is None:  # pragma: no cover - every failure outcome carries one
+            raise RuntimeError("a failed outcome without an error")
         if outcome.status is None and attempt < definition.retry.max_runs:
             eta = self._clock.time() + outcome.delay
             if await self._state.retry(env.task_id, token=token, error=outcome.error, eta=eta):

@@ -7,7 +7,7 @@ They are control flow, not errors, so they do not derive from ``BurrowError`` (a
 from __future__ import annotations
 
 
-class Retry(Exception):  # noqa: N818 - an outcome, named for what the handler asks
+class Retry(Exception):
     """Raise in a handler to run the task again after ``delay`` seconds.
 
     Counts as an attempt: when no retries are left the task is dead-lettered.
@@ -25,7 +25,7 @@ class Retry(Exception):  # noqa: N818 - an outcome, named for what the handler a
         self.reason = reason
 
 
-class Reject(Exception):  # noqa: N818 - an outcome, named for what the handler asks
+class Reject(Exception):
     """Raise in a handler to fail the task at once, without retrying (it is dead-lettered).
 
     Args:

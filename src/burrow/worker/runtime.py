@@ -9,6 +9,7 @@ running attempts, reap expired leases of dead workers, and write heartbeats.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -100,7 +101,7 @@ class Worker:
         await self._open_state(stop)
         for queue in self.queues:
             await app.declare_queue(queue)
-        self._executor = Executor(
+        self._executor = executor = Executor(
             registry=app.registry,
             state=app.state,
             republisher=Republisher(app.broker, app.names),
@@ -115,7 +116,7 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as tg:
                 maintenance = tg.create_task(self._maintain(), name="maintenance")
-                await self._consume_all()
+                await self._consume_all(executor)
                 log.info(
                     "worker started",
                     worker=self.worker_id,
@@ -123,7 +124,7 @@ class Worker:
                     concurrency=self.concurrency,
                 )
                 await stop.wait()
-                await self._drain()
+                await self._drain(executor)
                 maintenance.cancel()
         finally:
             await self._close()
@@ -133,15 +134,14 @@ class Worker:
         while not stop.is_set():
             try:
                 await self.app.state.open()
-                return
             except StateUnavailable as exc:
                 log.warning("waiting for Redis", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            else:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
-    async def _consume_all(self) -> None:
-        assert self._executor is not None
-        executor = self._executor
+    async def _consume_all(self, executor: Executor) -> None:
         for queue in self.queues:
             spec = self.app.work_queue_spec(queue)
 
@@ -152,23 +152,22 @@ class Worker:
                 await self.app.broker.consume(spec, prefetch=self.prefetch, handler=handler)
             )
 
-    async def _drain(self) -> None:
+    async def _drain(self, executor: Executor) -> None:
         """Graceful stop (RELIABILITY G6): no new starts, finish or give back in-flight."""
-        assert self._executor is not None
         for consumer in self._consumers:
             try:
                 await consumer.cancel()
             except BrokerError as exc:
                 log.warning("could not cancel consumer", error=str(exc))
-        self._executor.closing = True
-        log.info("worker stopping", in_flight=self._executor.in_flight, grace=self.grace)
-        if not await self._executor.wait_idle(self.grace):
+        executor.closing = True
+        log.info("worker stopping", in_flight=executor.in_flight, grace=self.grace)
+        if not await executor.wait_idle(self.grace):
             log.warning(
                 "grace period over; returning unfinished tasks to the queue",
-                in_flight=self._executor.in_flight,
+                in_flight=executor.in_flight,
             )
-            self._executor.cancel_running()
-            await self._executor.wait_idle(5.0)
+            executor.cancel_running()
+            await executor.wait_idle(5.0)
 
     async def _close(self) -> None:
         for consumer in self._consumers:
@@ -177,10 +176,8 @@ class Worker:
             except BrokerError as exc:
                 log.debug("consumer close failed", error=str(exc))
         self._consumers.clear()
-        try:
+        with contextlib.suppress(StateError):  # the heartbeat expires by itself
             await self.app.state.forget_worker(self.worker_id)
-        except StateError:
-            pass  # the heartbeat expires by itself
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _maintain(self) -> None:

@@ -8,6 +8,7 @@ backoff; on SIGTERM/SIGINT every child gets SIGTERM and its own graceful shutdow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 
@@ -58,9 +59,8 @@ async def _keep_running(slot: int, worker_args: list[str], stop: asyncio.Event) 
             restarts=restarts,
             delay=delay,
         )
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await stop.wait()
+        if stop.is_set():
             return 0
-        except TimeoutError:
-            continue

@@ -72,7 +72,7 @@ class Delivery:
 
     @property
     def headers(self) -> dict[str, Any]:
-        return self._msg.headers  # type: ignore[return-value]
+        return self._msg.headers
 
     @property
     def body(self) -> bytes:
@@ -263,7 +263,8 @@ class AmqpBroker:
 
     def _topology_channel(self) -> AbstractRobustChannel:
         self._require()
-        assert self._topology is not None
+        if self._topology is None:
+            raise BrokerUnavailable("the topology channel is not open")
         return self._topology
 
     # -- publishing -------------------------------------------------------------------

@@ -39,7 +39,7 @@ class JitteredRobustConnection(RobustConnection):
         self._lost_at: float | None = None
         super().__init__(url, loop, **kwargs)
 
-    @property  # type: ignore[override]
+    @property
     def reconnect_interval(self) -> float:
         now = time.monotonic()
         if self._lost_at is None:
