@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from burrow.config import QueueType
+from burrow.tasks.envelope import HDR_TIER
 
 #: Smallest delay tier; delays shorter than this are not worth a round trip.
 TIER_BASE_MS = 100
@@ -147,7 +148,7 @@ def delay_tier(names: Names, tier_ms: int) -> tuple[QueueSpec, BindingSpec]:
     binding = BindingSpec(
         spec.name,
         names.delay_exchange,
-        arguments={"x-match": "all", "x-burrow-delay-tier": str(tier_ms)},
+        arguments={"x-match": "all", HDR_TIER: str(tier_ms)},
     )
     return spec, binding
 

@@ -23,8 +23,9 @@ HDR_ATTEMPT = "x-burrow-attempt"
 #: Integers, because AMQP client libraries encode floats in headers with too little
 #: precision for a timestamp (pamqp rounds a 1.8e9 float by up to a minute).
 HDR_ETA = "x-burrow-eta"
-#: The delay tier (milliseconds, as text) a delayed message is routed to.
-HDR_TIER = "x-burrow-delay-tier"
+#: The delay tier (milliseconds, as text) a delayed message is routed to. No ``x-`` prefix:
+#: a headers exchange ignores ``x-`` binding arguments, so every tier would match.
+HDR_TIER = "burrow-delay-tier"
 #: Set on dead letters: machine-readable reason, JSON error, runs made, origin queue, time.
 HDR_REASON = "x-burrow-reason"
 HDR_ERROR = "x-burrow-error"

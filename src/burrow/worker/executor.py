@@ -41,8 +41,11 @@ from burrow.worker.publishing import Republisher
 log = structlog.get_logger("burrow.worker")
 
 #: Pause before requeueing a message when Redis or the broker failed mid-way, so an outage
-#: does not turn into a hot redelivery loop.
-FAILURE_PAUSE = 1.0
+#: does not turn into a hot redelivery loop. It doubles with consecutive failures up to the
+#: cap: on quorum queues every requeue counts toward ``x-delivery-limit``, so the pauses
+#: must stretch a backlog's requeues over a long outage (20 requeues span minutes).
+FAILURE_PAUSE = 0.5
+FAILURE_PAUSE_CAP = 30.0
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ class Executor:
         self._idle = asyncio.Event()
         self._idle.set()
         self.closing = False
+        self._failures = 0  # consecutive deliveries that hit a Redis or broker failure
 
     @property
     def in_flight(self) -> int:
@@ -136,10 +140,14 @@ class Executor:
         except (StateError, BrokerError) as exc:
             # Redis or the broker failed mid-way: nothing was acked, so the message comes
             # back; pause first so an outage is not a hot loop.
-            log.warning("delivery requeued", queue=queue, error=str(exc))
+            self._failures += 1
+            pause = min(FAILURE_PAUSE_CAP, FAILURE_PAUSE * 2 ** min(self._failures, 10))
+            log.warning("delivery requeued", queue=queue, error=str(exc), pause=pause)
             self.stats.requeued += 1
-            await asyncio.sleep(FAILURE_PAUSE)
+            await asyncio.sleep(pause)
             await _quietly(delivery.nack(requeue=True))
+        else:
+            self._failures = 0
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
@@ -162,7 +170,7 @@ class Executor:
         if env.eta is not None:
             remaining = env.eta - self._clock.time()
             if remaining > TIER_BASE_MS / 1000:
-                await self._out.delay(delivery, queue, env.eta)
+                await self._out.delay(delivery, queue, env.eta, task_id=env.task_id)
                 await delivery.ack()
                 return
             if remaining > 0:  # less than the smallest tier: cheaper to wait here
@@ -196,7 +204,7 @@ class Executor:
             # Another attempt holds a live lease (a duplicate message, or a redelivery while
             # the first worker is paused): look again when that lease would have expired.
             eta = self._clock.time() + int(start.extra or "0") / 1000 + 0.1
-            await self._out.delay(delivery, queue, eta)
+            await self._out.delay(delivery, queue, eta, task_id=env.task_id)
             await delivery.ack()
             return
         if start.code == "exhausted":
@@ -258,7 +266,7 @@ class Executor:
         if outcome.status is None and attempt < definition.retry.max_runs:
             eta = self._clock.time() + outcome.delay
             if await self._state.retry(env.task_id, token=token, error=outcome.error, eta=eta):
-                await self._out.retry(delivery, queue, attempt + 1, eta)
+                await self._out.retry(delivery, queue, attempt + 1, eta, task_id=env.task_id)
                 self.stats.retried += 1
             else:
                 self.stats.fenced += 1
@@ -336,7 +344,9 @@ class Executor:
         error: TaskError,
     ) -> None:
         attempts = (await self._state.get(env.task_id) or _NoRecord).attempts
-        await self._out.dead_letter(delivery, queue, error=error, runs=attempts)
+        await self._out.dead_letter(
+            delivery, queue, error=error, runs=attempts, task_id=env.task_id
+        )
         written = await self._state.finish(
             env.task_id,
             token=token,

@@ -32,25 +32,47 @@ class Republisher:
         self._broker = broker
         self._names = names
 
-    async def delay(self, delivery: Delivery, queue: str, eta: float) -> None:
-        """Send ``delivery`` on toward ``queue`` so it arrives at ``eta`` (Unix time)."""
+    async def delay(self, delivery: Delivery, queue: str, eta: float, *, task_id: str) -> None:
+        """Send ``delivery`` on toward ``queue`` so it arrives at ``eta`` (Unix time).
+
+        ``task_id`` is the envelope's id: a foreign message without ``message_id`` gets one
+        on first receipt, and every copy must keep it (or each retry would be a new task).
+        """
         headers = dict(delivery.headers or {})
         headers[HDR_ETA] = eta_header(eta)
         await self.publish_delayed(
-            self._names.queue(queue), delivery.body, headers, eta, delivery=delivery
+            self._names.queue(queue),
+            delivery.body,
+            headers,
+            eta,
+            delivery=delivery,
+            message_id=task_id,
         )
 
-    async def retry(self, delivery: Delivery, queue: str, attempt: int, eta: float) -> None:
-        """Schedule attempt ``attempt`` of ``delivery`` at ``eta``."""
+    async def retry(
+        self, delivery: Delivery, queue: str, attempt: int, eta: float, *, task_id: str
+    ) -> None:
+        """Schedule attempt ``attempt`` of ``delivery`` (task ``task_id``) at ``eta``."""
         headers = dict(delivery.headers or {})
         headers[HDR_ATTEMPT] = attempt
         headers[HDR_ETA] = eta_header(eta)
         await self.publish_delayed(
-            self._names.queue(queue), delivery.body, headers, eta, delivery=delivery
+            self._names.queue(queue),
+            delivery.body,
+            headers,
+            eta,
+            delivery=delivery,
+            message_id=task_id,
         )
 
     async def dead_letter(
-        self, delivery: Delivery, queue: str, *, error: TaskError, runs: int
+        self,
+        delivery: Delivery,
+        queue: str,
+        *,
+        error: TaskError,
+        runs: int,
+        task_id: str | None = None,
     ) -> None:
         """Put a copy of ``delivery`` in ``queue``'s dead-letter queue with why it died."""
         headers = dict(delivery.headers or {})
@@ -63,7 +85,7 @@ class Republisher:
         await self._broker.publish(
             self._names.dlq(queue),
             delivery.body,
-            message_id=delivery.message_id,
+            message_id=task_id or delivery.message_id,
             type_=delivery.type,
             headers=headers,
             content_type=delivery.content_type,
@@ -86,7 +108,8 @@ class Republisher:
         the time left until ``eta``, or straight to the queue when it is (nearly) due."""
         tier = tier_for((eta - time.time()) * 1000)
         if delivery is not None:
-            message_id, type_, priority = delivery.message_id, delivery.type, delivery.priority
+            message_id = message_id or delivery.message_id
+            type_, priority = delivery.type, delivery.priority
         if tier is None:
             await self._broker.publish(
                 routing_key,

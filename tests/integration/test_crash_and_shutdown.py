@@ -1,0 +1,267 @@
+"""Worker processes that are killed, stopped or crash, on the real RabbitMQ and Redis.
+
+Workers run as subprocesses (``python -m burrow worker tests.integration.crash_app:app``);
+the app journals each run of ``sleep_ms`` to a file, so the test can see which task started
+and finished on which process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from burrow import Burrow, TaskStatus
+from tests.integration.crash_app import register
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+APP = "tests.integration.crash_app:app"
+LEASE_TTL = 3
+GRACE = 10
+
+
+class Workers:
+    """Worker subprocesses of one test; every one is killed (with its process group) at exit."""
+
+    def __init__(self, namespace: str, journal: Path, logs: Path) -> None:
+        self.namespace = namespace
+        self.journal = journal
+        self.logs = logs
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *extra: str, concurrency: int = 8) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "BURROW_NAMESPACE": self.namespace,
+            "BURROW_LEASE_TTL": str(LEASE_TTL),
+            "BURROW_REAPER_INTERVAL": "1",
+            "BURROW_GRACE": str(GRACE),
+            "BURROW_WORKER_HEARTBEAT": "1",
+            "BURROW_RETRY_BASE": "0.1",
+            "BURROW_RETRY_CAP": "1",
+            "CRASH_JOURNAL": str(self.journal),
+        }
+        log = self.logs / f"worker-{len(self.procs)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "burrow",
+                    "worker",
+                    APP,
+                    "--concurrency",
+                    str(concurrency),
+                    "--log-format",
+                    "json",
+                    *extra,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: children die with it
+            )
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+
+    def output(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted(self.logs.glob("worker-*.log"))
+        )
+
+
+@pytest.fixture
+def workers(namespace: str, tmp_path: Path) -> Iterator[Workers]:
+    """Start worker subprocesses on the test namespace; all are SIGKILLed afterwards."""
+    pool = Workers(namespace, tmp_path / "journal.jsonl", tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.kill_all()
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of the journal (a line being written is skipped)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text.split("\n")[:-1] if line]
+
+
+def open_runs(entries: list[dict[str, Any]], pid: int) -> set[str]:
+    """Task ids that started on ``pid`` without ending there."""
+    started = {e["task_id"] for e in entries if e["pid"] == pid and e["event"] == "start"}
+    ended = {e["task_id"] for e in entries if e["pid"] == pid and e["event"] == "end"}
+    return started - ended
+
+
+async def eventually(check: Callable[[], Any], timeout: float, what: str, pool: Workers) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout} s\n{pool.output()}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_all(app: Burrow, ids: list[str], timeout: float, pool: Workers) -> list[Any]:
+    try:
+        return list(await asyncio.gather(*(app.wait(i, timeout=timeout) for i in ids)))
+    except TimeoutError:
+        pytest.fail(f"tasks did not finish within {timeout} s\n{pool.output()}")
+
+
+def exit_code_within(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+@pytest.mark.chaos
+async def test_sigkill_mid_run_reruns_only_the_interrupted_tasks(
+    make_app: Callable[..., Burrow], workers: Workers
+) -> None:
+    """After SIGKILL of a busy worker, a second worker finishes all 60 tasks, and only tasks
+    that were mid-run on the killed process ever start twice."""
+    app = register(make_app())
+    rng = random.Random(7)
+    handles = await app.submit_many(
+        "sleep_ms", [{"ms": rng.randint(1000, 2000)} for _ in range(60)]
+    )
+    ids = [h.id for h in handles]
+
+    first = workers.start()
+    await eventually(
+        lambda: (
+            len(open_runs(read_journal(workers.journal), first.pid)) >= 8
+            and sum(1 for e in read_journal(workers.journal) if e["event"] == "end") >= 4
+        ),
+        timeout=20,
+        what="8 tasks running on the first worker",
+        pool=workers,
+    )
+    first.send_signal(signal.SIGKILL)
+    assert exit_code_within(first, 10) == -signal.SIGKILL
+    interrupted = open_runs(read_journal(workers.journal), first.pid)
+    assert interrupted, "the kill should have interrupted running tasks"
+
+    workers.start()
+    records = await wait_all(app, ids, timeout=30, pool=workers)
+
+    assert [r.status for r in records] == [TaskStatus.SUCCEEDED] * 60
+    entries = read_journal(workers.journal)
+    starts: dict[str, int] = {}
+    for e in entries:
+        if e["event"] == "start":
+            starts[e["task_id"]] = starts.get(e["task_id"], 0) + 1
+    assert set(starts) == set(ids)
+    rerun = {task_id for task_id, n in starts.items() if n > 1}
+    assert rerun <= interrupted
+    assert all(n <= 2 for n in starts.values())
+    ends = [e["task_id"] for e in entries if e["event"] == "end"]
+    assert sorted(ends) == sorted(ids)  # each task finished exactly once
+    for r in records:
+        assert r.attempts in (1, 2)
+
+
+async def test_sigterm_finishes_in_flight_tasks_and_exits_zero(
+    make_app: Callable[..., Burrow], workers: Workers
+) -> None:
+    """SIGTERM lets the in-flight tasks finish within grace, exits 0, and a second worker
+    runs the rest: every task starts exactly once and succeeds."""
+    app = register(make_app())
+    handles = await app.submit_many("sleep_ms", [{"ms": 1000} for _ in range(24)])
+    ids = [h.id for h in handles]
+
+    first = workers.start()
+    await eventually(
+        lambda: len(open_runs(read_journal(workers.journal), first.pid)) >= 8,
+        timeout=20,
+        what="8 tasks running on the first worker",
+        pool=workers,
+    )
+    signalled = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(exit_code_within, first, GRACE + 5)
+    took = time.monotonic() - signalled
+    assert code == 0, workers.output()
+    assert took < GRACE + 5
+
+    entries = read_journal(workers.journal)
+    on_first = {e["task_id"] for e in entries if e["pid"] == first.pid and e["event"] == "start"}
+    assert len(on_first) >= 8
+    assert open_runs(entries, first.pid) == set()  # everything it started, it finished
+
+    workers.start()
+    records = await wait_all(app, ids, timeout=30, pool=workers)
+    assert [r.status for r in records] == [TaskStatus.SUCCEEDED] * len(ids)
+    entries = read_journal(workers.journal)
+    starts = sorted(e["task_id"] for e in entries if e["event"] == "start")
+    ends = sorted(e["task_id"] for e in entries if e["event"] == "end")
+    assert starts == sorted(ids)  # each task started exactly once overall
+    assert ends == sorted(ids)
+    assert all(r.attempts == 1 for r in records)
+
+
+@pytest.mark.chaos
+async def test_task_that_kills_its_worker_is_dead_lettered_after_its_runs(
+    make_app: Callable[..., Burrow], workers: Workers
+) -> None:
+    """A task that kills its worker process each run (max_retries=2) ends 'failed' with
+    reason 'delivery_limit' in the DLQ while the supervisor restarts children, and normal
+    tasks still succeed afterwards."""
+    app = register(make_app())
+    supervisor = workers.start("--processes", "2", concurrency=4)
+    poison = await app.submit("exit_now", {})
+
+    try:
+        record = await app.wait(poison.id, timeout=35)
+    except TimeoutError:
+        pytest.fail(f"poison task never ended\n{workers.output()}")
+    assert record.status is TaskStatus.FAILED
+    assert record.error is not None
+    assert record.error.reason == "delivery_limit"
+    assert record.attempts == 3
+    runs = [e for e in read_journal(workers.journal) if e["task_id"] == poison.id]
+    assert [e["event"] for e in runs] == ["start"] * 3
+    letters = await app.dead_letters("default")
+    assert [(d.task_id, d.reason) for d in letters] == [(poison.id, "delivery_limit")]
+
+    normal = await app.submit("sleep_ms", {"ms": 10})
+    done = await app.wait(normal.id, timeout=20)
+    assert done.status is TaskStatus.SUCCEEDED
+    assert supervisor.poll() is None  # the supervisor itself kept running
+    work, _ = await app.queue_stats("default")
+    assert work is not None
+    assert work.messages == 0  # no stray copies of the poison left behind
+
+    supervisor.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(exit_code_within, supervisor, GRACE + 5)
+    assert code == 0, workers.output()
