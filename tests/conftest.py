@@ -122,4 +122,3 @@ async def running_worker(app: Burrow, **kwargs: Any) -> AsyncIterator[Worker]:
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
-

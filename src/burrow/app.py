@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,7 +23,7 @@ from burrow.broker.amqp import AmqpBroker
 from burrow.broker.amqp.broker import QueueStats
 from burrow.broker.topology import Names, QueueSpec, dead_letter_queue, work_queue
 from burrow.config import Settings
-from burrow.errors import BurrowError, ConfigurationError, TaskNotFound
+from burrow.errors import BurrowError, ConfigurationError, TaskDefinitionError, TaskNotFound
 from burrow.state.redis import NewTask, RedisStateStore
 from burrow.tasks.definition import TaskDefinition, build_definition, check_name
 from burrow.tasks.envelope import (
@@ -129,16 +128,12 @@ class Burrow:
         Raises:
             TaskDefinitionError: bad name, options or handler signature.
         """
-        r = self.settings.retry
 
         def register(func: F) -> F:
-            policy = RetryPolicy(
-                max_retries=r.max_retries if max_retries is None else max_retries,
-                base=retry_base or r.base,
-                factor=r.factor,
-                cap=retry_cap or r.cap,
-                jitter=r.jitter,
-            )
+            try:
+                policy = self._policy(max_retries, retry_base, retry_cap)
+            except ValueError as exc:
+                raise TaskDefinitionError(f"task {name or func.__name__!r}: {exc}") from None
             self.registry.add(
                 build_definition(
                     func, name=name or func.__name__, queue=queue, retry=policy, timeout=timeout
@@ -147,6 +142,18 @@ class Burrow:
             return func
 
         return register(fn) if fn is not None else register
+
+    def _policy(
+        self, max_retries: int | None, base: float | None, cap: float | None
+    ) -> RetryPolicy:
+        r = self.settings.retry
+        return RetryPolicy(
+            max_retries=r.max_retries if max_retries is None else max_retries,
+            base=base or r.base,
+            factor=r.factor,
+            cap=cap or r.cap,
+            jitter=r.jitter,
+        )
 
     def on_dead(self, name: str) -> Callable[[F], F]:
         """Register a compensation hook, run once with the record when a ``name`` task dies."""
@@ -503,4 +510,4 @@ def _dead_letter(delivery: Any, queue: str) -> DeadLetter:
     )
 
 
-__all__ = ["Burrow", "DeadLetter", "TaskHandle", "time"]
+__all__ = ["Burrow", "DeadLetter", "TaskHandle"]

@@ -19,7 +19,7 @@ cli.command("worker")(run.worker)
 cli.command("submit")(tasks.submit)
 cli.command("status")(tasks.status)
 cli.command("queues")(ops.queues)
-cli.add_typer(ops.dlq, name="dlq")
+cli.command("dlq")(ops.dlq)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -13,7 +14,6 @@ from burrow.cli._async import run
 from burrow.cli.loader import load_app
 
 out = Console()
-dlq = typer.Typer(help="Inspect, replay and purge dead letters.", no_args_is_help=True)
 
 AppArg = Annotated[str, typer.Argument(help="The app, as module:attribute.")]
 QueueOpt = Annotated[
@@ -43,14 +43,32 @@ async def _queues(app: Burrow) -> None:
     out.print(table)
 
 
-@dlq.command("list")
-def dlq_list(
+class DlqAction(StrEnum):
+    list = "list"
+    replay = "replay"
+    purge = "purge"
+
+
+def dlq(
     app: AppArg,
+    action: Annotated[DlqAction, typer.Argument(help="list, replay or purge.")],
     queue: QueueOpt = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Most dead letters to list or replay per queue.")
+    ] = 1000,
+    yes: Annotated[bool, typer.Option("--yes", help="Purge without asking.")] = False,
 ) -> None:
-    """List dead letters (left in place) with why each died."""
-    run(_dlq_list(load_app(app), queue, limit))
+    """Dead letters: list them (left in place), replay them (records reopened, messages
+    sent back to their queue), or purge them for good."""
+    burrow_app = load_app(app)
+    if action is DlqAction.list:
+        run(_dlq_list(burrow_app, queue, min(limit, 10_000)))
+    elif action is DlqAction.replay:
+        run(_dlq_replay(burrow_app, queue, limit))
+    else:
+        if not yes:
+            typer.confirm("Delete the dead letters for good?", abort=True)
+        run(_dlq_purge(burrow_app, queue))
 
 
 async def _dlq_list(app: Burrow, queue: str | None, limit: int) -> None:
@@ -72,16 +90,6 @@ async def _dlq_list(app: Burrow, queue: str | None, limit: int) -> None:
     out.print(table)
 
 
-@dlq.command("replay")
-def dlq_replay(
-    app: AppArg,
-    queue: QueueOpt = None,
-    limit: Annotated[int, typer.Option(min=1)] = 1000,
-) -> None:
-    """Send dead letters back to their queue to run again (records reopened)."""
-    run(_dlq_replay(load_app(app), queue, limit))
-
-
 async def _dlq_replay(app: Burrow, queue: str | None, limit: int) -> None:
     try:
         for q in [queue] if queue else app.all_queues():
@@ -89,18 +97,6 @@ async def _dlq_replay(app: Burrow, queue: str | None, limit: int) -> None:
             out.print(f"{q}: replayed {count}")
     finally:
         await app.close()
-
-
-@dlq.command("purge")
-def dlq_purge(
-    app: AppArg,
-    queue: QueueOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Delete dead letters for good."""
-    if not yes:
-        typer.confirm("Delete the dead letters for good?", abort=True)
-    run(_dlq_purge(load_app(app), queue))
 
 
 async def _dlq_purge(app: Burrow, queue: str | None) -> None:

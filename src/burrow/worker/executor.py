@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import pydantic_core
 import structlog
 
@@ -405,4 +404,4 @@ async def _quietly(awaitable: Any) -> None:
         log.debug("best-effort step failed", error=str(exc))
 
 
-__all__ = ["Executor", "ExecutorStats", "orjson"]
+__all__ = ["Executor", "ExecutorStats"]

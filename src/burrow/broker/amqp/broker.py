@@ -443,4 +443,4 @@ def message_timestamp(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-__all__ = ["AmqpBroker", "Consumer", "Delivery", "QueueStats", "aio_pika"]
+__all__ = ["AmqpBroker", "Consumer", "Delivery", "QueueStats"]

@@ -1,0 +1,70 @@
+"""The CLI's fixed command shapes (SPEC §7), run as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cleanup
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "examples.demo.app:app"
+
+
+def burrow(namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BURROW_NAMESPACE": namespace, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "burrow", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+async def cli_namespace(namespace: str):  # type: ignore[no-untyped-def]
+    yield namespace
+    await cleanup(namespace, ["default", "math"])
+
+
+def test_submit_status_queues_and_dlq_commands(cli_namespace: str) -> None:
+    """submit prints an id, status shows it queued, queues counts it, dlq APP list/purge work."""
+    ns = cli_namespace
+    sub = burrow(ns, "submit", APP, "add", "--payload", '{"a": 1, "b": 2}')
+    assert sub.returncode == 0, sub.stderr
+    task_id = sub.stdout.strip().splitlines()[-1]
+    status = burrow(ns, "status", APP, task_id)
+    assert status.returncode == 0, status.stderr
+    assert '"status": "queued"' in status.stdout
+    queues = burrow(ns, "queues", APP)
+    assert queues.returncode == 0, queues.stderr
+    math_row = next(line for line in queues.stdout.splitlines() if f"{ns}.math" in line)
+    assert " 1 " in math_row  # one ready message, no consumer
+    listed = burrow(ns, "dlq", APP, "list")
+    assert listed.returncode == 0, listed.stderr
+    purged = burrow(ns, "dlq", APP, "purge", "--yes")
+    assert purged.returncode == 0, purged.stderr
+    assert "purged 0" in purged.stdout
+
+
+def test_bad_input_gets_a_clear_error(cli_namespace: str) -> None:
+    """Invalid JSON, an unknown task and an invalid payload each fail with a clear message."""
+    ns = cli_namespace
+    bad_json = burrow(ns, "submit", APP, "add", "--payload", "{nope")
+    assert bad_json.returncode == 2
+    assert "not valid JSON" in bad_json.stderr
+    unknown = burrow(ns, "submit", APP, "nosuch", "--payload", "{}")
+    assert unknown.returncode == 1
+    assert "unknown task 'nosuch'" in unknown.stderr
+    invalid = burrow(ns, "submit", APP, "add", "--payload", '{"a": "x"}')
+    assert invalid.returncode == 1
+    assert "invalid payload for task 'add'" in invalid.stderr
