@@ -53,7 +53,7 @@ async def demo() -> None:
             f"Worker running on namespace [bold]{app.names.namespace}[/bold]. Try:\n"
             '  .venv/bin/burrow submit examples.demo.app:app add --payload \'{"a": 2, "b": 3}\' --wait 5\n'
             "  .venv/bin/burrow queues examples.demo.app:app\n"
-            "  .venv/bin/burrow dlq list examples.demo.app:app\n"
+            "  .venv/bin/burrow dlq examples.demo.app:app list\n"
             "Ctrl-C stops it."
         )
         await stop.wait()

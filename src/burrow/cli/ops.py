@@ -1,4 +1,4 @@
-"""``burrow queues`` and ``burrow dlq list|replay|purge``: operations."""
+"""``burrow queues`` and ``burrow dlq APP list|replay|purge``: operations."""
 
 from __future__ import annotations
 
