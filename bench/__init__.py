@@ -1,0 +1,1 @@
+"""Throughput benchmark: burrow against a raw aio-pika baseline (``python -m bench``)."""
