@@ -134,7 +134,9 @@ class Republisher:
 
     async def _ensure_tier(self, tier: int) -> None:
         queue, binding = delay_tier(self._names, tier)
-        if self._broker.is_declared(queue.name):
+        # Ready only once bound: a concurrent caller that saw the queue declared but not yet
+        # bound would publish to the delay exchange before any queue matched (unroutable).
+        if self._broker.is_declared(f"binding:{binding.queue}:{binding.exchange}"):
             return
         exchange = delay_exchange(self._names)
         if not self._broker.is_declared(f"exchange:{exchange.name}"):

@@ -245,6 +245,7 @@ class AmqpBroker:
         with map_amqp_errors(queue=spec.queue, what=f"bind {spec.queue}"):
             queue = await channel.get_queue(spec.queue, ensure=False)
             await queue.bind(spec.exchange, spec.routing_key, arguments=spec.arguments)
+        self._declared.add(f"binding:{spec.queue}:{spec.exchange}")
 
     def is_declared(self, name: str) -> bool:
         return name in self._declared
@@ -254,12 +255,16 @@ class AmqpBroker:
         with map_amqp_errors(queue=name, what=f"delete queue {name}"):
             await channel.queue_delete(name)
         self._declared.discard(name)
+        self._declared -= {d for d in self._declared if d.startswith(f"binding:{name}:")}
 
     async def delete_exchange(self, name: str) -> None:
         channel = self._topology_channel()
         with map_amqp_errors(what=f"delete exchange {name}"):
             await channel.exchange_delete(name)
         self._declared.discard(f"exchange:{name}")
+        self._declared -= {
+            d for d in self._declared if d.startswith("binding:") and d.endswith(f":{name}")
+        }
 
     def _topology_channel(self) -> AbstractRobustChannel:
         self._require()
