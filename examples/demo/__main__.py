@@ -51,7 +51,8 @@ async def demo() -> None:
         console.print(table)
         console.print(
             f"Worker running on namespace [bold]{app.names.namespace}[/bold]. Try:\n"
-            '  .venv/bin/burrow submit examples.demo.app:app add --payload \'{"a": 2, "b": 3}\' --wait 5\n'
+            "  .venv/bin/burrow submit examples.demo.app:app add "
+            '--payload \'{"a": 2, "b": 3}\' --wait 5\n'
             "  .venv/bin/burrow queues examples.demo.app:app\n"
             "  .venv/bin/burrow dlq examples.demo.app:app list\n"
             "Ctrl-C stops it."

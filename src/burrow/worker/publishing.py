@@ -32,13 +32,24 @@ class Republisher:
         self._broker = broker
         self._names = names
 
-    async def delay(self, delivery: Delivery, queue: str, eta: float, *, task_id: str) -> None:
+    async def delay(
+        self,
+        delivery: Delivery,
+        queue: str,
+        eta: float,
+        *,
+        task_id: str,
+        attempt: int | None = None,
+    ) -> None:
         """Send ``delivery`` on toward ``queue`` so it arrives at ``eta`` (Unix time).
 
         ``task_id`` is the envelope's id: a foreign message without ``message_id`` gets one
         on first receipt, and every copy must keep it (or each retry would be a new task).
+        ``attempt``, when given, is the attempt the copy carries (a retry).
         """
         headers = dict(delivery.headers or {})
+        if attempt is not None:
+            headers[HDR_ATTEMPT] = attempt
         headers[HDR_ETA] = eta_header(eta)
         await self.publish_delayed(
             self._names.queue(queue),
@@ -53,17 +64,7 @@ class Republisher:
         self, delivery: Delivery, queue: str, attempt: int, eta: float, *, task_id: str
     ) -> None:
         """Schedule attempt ``attempt`` of ``delivery`` (task ``task_id``) at ``eta``."""
-        headers = dict(delivery.headers or {})
-        headers[HDR_ATTEMPT] = attempt
-        headers[HDR_ETA] = eta_header(eta)
-        await self.publish_delayed(
-            self._names.queue(queue),
-            delivery.body,
-            headers,
-            eta,
-            delivery=delivery,
-            message_id=task_id,
-        )
+        await self.delay(delivery, queue, eta, task_id=task_id, attempt=attempt)
 
     async def dead_letter(
         self,
