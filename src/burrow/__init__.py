@@ -9,7 +9,7 @@ Layout (dependencies point inward; tests/unit/test_layers.py enforces it):
     edges     cli/                                                 (-> app)
 """
 
-from burrow.app import Burrow, DeadLetter, TaskHandle
+from burrow.app import Burrow, DeadLetter, TaskHandle, TaskPage
 from burrow.broker.topology import Exchange, Names
 from burrow.config import Settings
 from burrow.errors import (
@@ -21,10 +21,14 @@ from burrow.errors import (
     PayloadInvalid,
     PublishRejected,
     PublishTimeout,
+    RpcError,
+    RpcTimeout,
     StateError,
     StateUnavailable,
+    TaskConflict,
     TaskDefinitionError,
     TaskNotFound,
+    UnknownExchange,
     UnknownTask,
     Unroutable,
 )
@@ -50,17 +54,22 @@ __all__ = [
     "Reject",
     "Retry",
     "RetryPolicy",
+    "RpcError",
+    "RpcTimeout",
     "Settings",
     "StateError",
     "StateUnavailable",
+    "TaskConflict",
     "TaskContext",
     "TaskDefinitionError",
     "TaskError",
     "TaskEvent",
     "TaskHandle",
     "TaskNotFound",
+    "TaskPage",
     "TaskRecord",
     "TaskStatus",
+    "UnknownExchange",
     "UnknownTask",
     "Unroutable",
 ]

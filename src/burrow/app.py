@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,26 +20,44 @@ from pydantic import BaseModel
 
 from burrow._clock import Clock, SystemClock
 from burrow.broker.amqp import AmqpBroker
-from burrow.broker.amqp.broker import QueueStats
-from burrow.broker.topology import Names, QueueSpec, dead_letter_queue, work_queue
-from burrow.config import Settings
-from burrow.errors import BurrowError, ConfigurationError, TaskDefinitionError, TaskNotFound
-from burrow.state.redis import NewTask, RedisStateStore
+from burrow.broker.amqp.broker import OutgoingMessage
+from burrow.broker.topology import (
+    CONTROL_CANCEL,
+    Names,
+    QueueSpec,
+    control_exchange,
+    dead_letter_queue,
+    existing_queue_type,
+    type_mismatch_message,
+    work_queue,
+)
+from burrow.config import QUEUE_TYPES, QueueType, Settings
+from burrow.errors import (
+    BrokerError,
+    BurrowError,
+    ConfigurationError,
+    TaskConflict,
+    TaskDefinitionError,
+    TaskNotFound,
+)
+from burrow.messaging import Messaging
+from burrow.operations import DeadLetter, Operations
+from burrow.state.redis import NewTask, RedisStateStore, Reopened
 from burrow.tasks.definition import TaskDefinition, build_definition, check_name
 from burrow.tasks.envelope import (
     HDR_ATTEMPT,
     HDR_ETA,
-    HDR_ORIGIN,
-    HDR_REASON,
     HDR_TRACEPARENT,
     eta_header,
     new_task_id,
     new_traceparent,
     trace_id_of,
 )
+from burrow.tasks.listing import TaskFilter, check_limit, decode_cursor, encode_cursor
 from burrow.tasks.record import TaskEvent, TaskRecord
 from burrow.tasks.registry import TaskRegistry
 from burrow.tasks.retry import RetryPolicy
+from burrow.tasks.status import TaskStatus
 from burrow.worker.publishing import Republisher
 
 log = structlog.get_logger("burrow")
@@ -63,20 +81,21 @@ class TaskHandle:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message in a dead-letter queue."""
+class TaskPage:
+    """One page of ``Burrow.list_tasks``: records newest first, and the cursor of the next
+    page (``None`` when the listing is complete). A page may hold fewer than ``limit`` items
+    and still have a next cursor: the scan per call is bounded."""
 
-    task_id: str | None
-    name: str | None
-    queue: str
-    reason: str
-    error: dict[str, Any] | None
-    runs: int | None
-    body: bytes
+    items: list[TaskRecord]
+    next_cursor: str | None
 
 
-class Burrow:
-    """A burrow application: tasks, and the connections to run and submit them.
+class Burrow(Messaging, Operations):
+    """A burrow application: tasks, events and RPC, and the connections to run them.
+
+    Events and RPC (``subscriber``, ``publish``, ``rpc``, ``call``) come from
+    ``burrow.messaging.Messaging``; queue statistics and dead letters from
+    ``burrow.operations.Operations``.
 
     Args:
         namespace: prefix of every queue and key (default: ``BURROW_NAMESPACE``).
@@ -101,6 +120,9 @@ class Burrow:
         self._broker: AmqpBroker | None = None
         self._state: RedisStateStore | None = None
         self._declared: set[str] = set()
+        #: Types set in code with ``@app.task(queue_type=...)``: queue -> (type, task name).
+        self._queue_types: dict[str, tuple[QueueType, str]] = {}
+        self._init_messaging()
 
     # -- registration -----------------------------------------------------------------
 
@@ -114,6 +136,7 @@ class Burrow:
         timeout: float | None = None,
         retry_base: float | None = None,
         retry_cap: float | None = None,
+        queue_type: QueueType | None = None,
     ) -> Any:
         """Register a task handler (``@app.task`` or ``@app.task(queue=..., ...)``).
 
@@ -124,24 +147,45 @@ class Burrow:
             timeout: seconds one run may take.
             retry_base: first backoff delay in seconds (doubles per retry, with jitter).
             retry_cap: longest backoff delay.
+            queue_type: ``"quorum"`` or ``"classic"``: the type of ``queue`` and its
+                dead-letter queue (default: ``BURROW_QUEUE_TYPE``). Other tasks on the same
+                queue may leave it out; ``BURROW_QUEUE_TYPES`` overrides it.
 
         Raises:
-            TaskDefinitionError: bad name, options or handler signature.
+            TaskDefinitionError: bad name, options or handler signature, or a ``queue_type``
+                other than one given earlier for the same queue.
         """
 
         def register(func: F) -> F:
+            task_name = name or func.__name__
             try:
                 policy = self._policy(max_retries, retry_base, retry_cap)
             except ValueError as exc:
-                raise TaskDefinitionError(f"task {name or func.__name__!r}: {exc}") from None
+                raise TaskDefinitionError(f"task {task_name!r}: {exc}") from None
+            if queue_type is not None:
+                self._check_queue_type(task_name, queue, queue_type)
             self.registry.add(
-                build_definition(
-                    func, name=name or func.__name__, queue=queue, retry=policy, timeout=timeout
-                )
+                build_definition(func, name=task_name, queue=queue, retry=policy, timeout=timeout)
             )
+            if queue_type is not None:
+                self._queue_types.setdefault(queue, (queue_type, task_name))
             return func
 
         return register(fn) if fn is not None else register
+
+    def _check_queue_type(self, task_name: str, queue: str, queue_type: str) -> None:
+        if queue_type not in QUEUE_TYPES:
+            raise TaskDefinitionError(
+                f"task {task_name!r}: queue_type must be one of {', '.join(QUEUE_TYPES)}, "
+                f"not {queue_type!r}"
+            )
+        earlier = self._queue_types.get(queue)
+        if earlier is not None and earlier[0] != queue_type:
+            raise TaskDefinitionError(
+                f"task {task_name!r}: queue {queue!r} is {queue_type} here but {earlier[0]} "
+                f"for task {earlier[1]!r}; a queue has one type, so give both tasks the same "
+                "queue_type= (or leave it out on one of them)"
+            )
 
     def _policy(
         self, max_retries: int | None, base: float | None, cap: float | None
@@ -198,6 +242,7 @@ class Burrow:
 
     async def close(self) -> None:
         """Close connections; safe to call twice."""
+        await self._close_messaging()
         if self._broker is not None:
             await self._broker.close()
         if self._state is not None:
@@ -213,21 +258,56 @@ class Burrow:
 
     # -- topology ---------------------------------------------------------------------
 
-    def work_queue_spec(self, queue: str) -> QueueSpec:
+    def queue_type(self, queue: str) -> QueueType:
+        """The type ``queue`` and its dead-letter queue are declared with.
+
+        The most specific setting wins: ``BURROW_QUEUE_TYPES`` (``settings.queue_types``),
+        then ``@app.task(queue_type=...)``, then ``BURROW_QUEUE_TYPE``.
+        """
+        return self._queue_type_and_source(queue)[0]
+
+    def _queue_type_and_source(self, queue: str) -> tuple[QueueType, str]:
         s = self.settings
+        if queue in s.queue_types:
+            return s.queue_types[queue], "BURROW_QUEUE_TYPES"
+        if queue in self._queue_types:
+            kind, task_name = self._queue_types[queue]
+            return kind, f"queue_type= of task {task_name!r}"
+        return s.queue_type, "BURROW_QUEUE_TYPE, the default"
+
+    def work_queue_spec(self, queue: str) -> QueueSpec:
         return work_queue(
-            self.names, queue, queue_type=s.queue_type, delivery_limit=s.delivery_limit
+            self.names,
+            queue,
+            queue_type=self.queue_type(queue),
+            delivery_limit=self.settings.delivery_limit,
         )
 
     async def declare_queue(self, queue: str) -> None:
-        """Declare ``queue``'s work queue and dead-letter queue (once per connection)."""
+        """Declare ``queue``'s work queue and dead-letter queue (once per connection).
+
+        Raises:
+            ConfigurationError: one of them exists on the broker with another type.
+            BrokerError: any other refusal or failure of the broker.
+        """
         if queue in self._declared and self.broker.is_declared(self.names.queue(queue)):
             return
-        await self.broker.declare_queue(
-            dead_letter_queue(self.names, queue, queue_type=self.settings.queue_type)
-        )
-        await self.broker.declare_queue(self.work_queue_spec(queue))
+        kind = self.queue_type(queue)
+        await self._declare(queue, dead_letter_queue(self.names, queue, queue_type=kind))
+        await self._declare(queue, self.work_queue_spec(queue))
         self._declared.add(queue)
+
+    async def _declare(self, queue: str, spec: QueueSpec) -> None:
+        try:
+            await self.broker.declare_queue(spec)
+        except BrokerError as exc:
+            requested, source = self._queue_type_and_source(queue)
+            existing = existing_queue_type(str(exc), requested=requested)
+            if existing is None:
+                raise
+            raise ConfigurationError(
+                type_mismatch_message(spec.name, queue, existing, requested, source)
+            ) from exc
 
     # -- producing --------------------------------------------------------------------
 
@@ -261,7 +341,36 @@ class Burrow:
         """
         definition = self.registry.get(name)
         body = self._encode(definition, payload)
-        due = self._due(delay, eta)
+        return await self._submit_encoded(
+            definition,
+            body,
+            due=self._due(delay, eta),
+            idempotency_key=idempotency_key,
+            priority=priority,
+            task_id=task_id,
+            headers=headers,
+        )
+
+    async def _submit_encoded(
+        self,
+        definition: TaskDefinition,
+        body: bytes,
+        *,
+        due: float | None,
+        idempotency_key: str | None = None,
+        priority: int | None = None,
+        task_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> TaskHandle:
+        """``submit`` of a payload already validated and encoded (``body``, the JSON of
+        the payload as ``_encode`` makes it), with ``due`` from ``_due``. For callers that
+        validated the payload themselves (the HTTP API): nothing here validates it again.
+
+        Raises:
+            ConfigurationError: ``body`` is over ``max_message_bytes``. Otherwise as ``submit``.
+        """
+        self._check_size(body)
+        name = definition.name
         tid = task_id or new_task_id()
         if idempotency_key is not None:
             existing = await self._claim_key(idempotency_key, tid)
@@ -283,30 +392,82 @@ class Burrow:
         pipelined windows. Returns the handles in order.
 
         Raises:
-            The errors of ``submit``; on a failure mid-way, earlier windows stay submitted.
+            The errors of ``submit``. On a failure mid-way the tasks of earlier windows,
+            and those of the failing window that the broker confirmed, stay submitted;
+            the records of the ones it did not take are deleted.
         """
         definition = self.registry.get(name)
         bodies = [self._encode(definition, p) for p in payloads]
         due = self._due(delay, None)
+        ids = await self._submit_many_encoded(definition, bodies, due=due)
+        return [TaskHandle(i, name, definition.queue) for i in ids]
+
+    async def _submit_many_encoded(
+        self, definition: TaskDefinition, bodies: list[bytes], *, due: float | None
+    ) -> list[str]:
+        """``submit_many`` of payloads already validated and encoded (``bodies``, each
+        within ``max_message_bytes``), with ``due`` from ``_due``; returns the task ids in
+        order. Raises as ``submit_many``."""
+        for body in bodies:
+            self._check_size(body)
         await self.connect()
-        handles: list[TaskHandle] = []
+        await self.declare_queue(definition.queue)
+        submitted: list[str] = []
         for start in range(0, len(bodies), SUBMIT_WINDOW):
             window = bodies[start : start + SUBMIT_WINDOW]
             ids = [new_task_id() for _ in window]
-            await asyncio.gather(
-                *(
-                    self._create_and_publish(definition, i, b, due, None, None)
-                    for i, b in zip(ids, window, strict=True)
+            if due is None:
+                await self._submit_window(definition, ids, window)
+            else:
+                await asyncio.gather(
+                    *(
+                        self._create_and_publish(definition, i, b, due, None, None)
+                        for i, b in zip(ids, window, strict=True)
+                    )
+                )
+            submitted += ids
+        return submitted
+
+    async def _submit_window(
+        self, definition: TaskDefinition, ids: list[str], bodies: list[bytes]
+    ) -> None:
+        """Records for a window of tasks in one pipeline, then their messages pipelined on
+        one confirm channel; records of messages the broker did not take are deleted."""
+        messages: list[OutgoingMessage] = []
+        records: list[NewTask] = []
+        for task_id, body in zip(ids, bodies, strict=True):
+            traceparent = new_traceparent()
+            records.append(
+                NewTask(
+                    id=task_id,
+                    name=definition.name,
+                    queue=definition.queue,
+                    payload=body,
+                    max_retries=definition.max_retries,
+                    trace_id=trace_id_of(traceparent) or "",
                 )
             )
-            handles += [TaskHandle(i, name, definition.queue) for i in ids]
-        return handles
+            headers = {HDR_TRACEPARENT: traceparent, HDR_ATTEMPT: 1}
+            messages.append(OutgoingMessage(body, task_id, headers))
+        failed = [e for e in await self.state.create_many(records) if e is not None]
+        if failed:
+            await asyncio.gather(*(self._forget(i) for i in ids))
+            raise failed[0]
+        errors = await self.broker.publish_many(
+            self.names.queue(definition.queue), messages, type_=definition.name
+        )
+        lost = [i for i, e in zip(ids, errors, strict=True) if e is not None]
+        if lost:
+            await asyncio.shield(asyncio.gather(*(self._forget(i) for i in lost)))
+            raise next(e for e in errors if e is not None)
 
     def _encode(self, definition: TaskDefinition, payload: Any) -> bytes:
         if isinstance(payload, BaseModel):
             payload = payload.model_dump(mode="json")
         definition.validate_python(payload)
-        body = pydantic_core.to_json(payload)
+        return self._check_size(pydantic_core.to_json(payload))
+
+    def _check_size(self, body: bytes) -> bytes:
         if len(body) > self.settings.max_message_bytes:
             raise ConfigurationError(
                 f"payload is {len(body)} bytes; the limit is {self.settings.max_message_bytes}"
@@ -355,30 +516,45 @@ class Burrow:
             )
         )
         try:
-            if due is None:
-                await self.broker.publish(
-                    self.names.queue(definition.queue),
-                    body,
-                    message_id=task_id,
-                    type_=definition.name,
-                    headers=hdrs,
-                    priority=priority,
-                )
-            else:
-                hdrs[HDR_ETA] = eta_header(due)
-                await Republisher(self.broker, self.names).publish_delayed(
-                    self.names.queue(definition.queue),
-                    body,
-                    hdrs,
-                    due,
-                    message_id=task_id,
-                    type_=definition.name,
-                    priority=priority,
-                )
+            await self._publish_task(
+                definition.queue, definition.name, task_id, body, due, priority, hdrs
+            )
         except BaseException:
             # Not accepted: forget the record so nothing claims a task that never existed.
             await asyncio.shield(self._forget(task_id))
             raise
+
+    async def _publish_task(
+        self,
+        queue: str,
+        name: str,
+        task_id: str,
+        body: bytes,
+        due: float | None,
+        priority: int | None,
+        hdrs: dict[str, Any],
+    ) -> None:
+        """Publish a task message (through a delay tier when ``due``), confirmed."""
+        if due is None:
+            await self.broker.publish(
+                self.names.queue(queue),
+                body,
+                message_id=task_id,
+                type_=name,
+                headers=hdrs,
+                priority=priority,
+            )
+            return
+        hdrs[HDR_ETA] = eta_header(due)
+        await Republisher(self.broker, self.names).publish_delayed(
+            self.names.queue(queue),
+            body,
+            hdrs,
+            due,
+            message_id=task_id,
+            type_=name,
+            priority=priority,
+        )
 
     async def _forget(self, task_id: str) -> None:
         try:
@@ -408,15 +584,160 @@ class Burrow:
         await self.state.open()
         return await self.state.history(task_id)
 
-    async def wait(self, task_id: str, timeout: float = 30.0) -> TaskRecord:
+    async def wait(
+        self, task_id: str, timeout: float = 30.0, *, missing_ok: bool | None = None
+    ) -> TaskRecord:
         """Wait for the task's terminal record.
 
+        Args:
+            missing_ok: keep waiting while the task has no record yet instead of raising
+                ``TaskNotFound``. Default: True for the run of an event by one of this
+                app's subscribers (``"{event_id}:{subscriber}"``), which a worker records
+                only when it receives the event; False otherwise.
+
         Raises:
-            TaskNotFound: no such task.
+            TaskNotFound: no such task (and not ``missing_ok``).
             OperationTimeout: (a ``TimeoutError``) not terminal within ``timeout`` seconds.
         """
+        if missing_ok is None:
+            _, sep, tail = task_id.rpartition(":")
+            missing_ok = bool(sep) and self.handlers.subscriber(tail) is not None
         await self.state.open()
-        return await self.state.wait(task_id, timeout)
+        return await self.state.wait(task_id, timeout, missing_ok=missing_ok)
+
+    async def list_tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TaskPage:
+        """Task records, newest first (by ``created_at``), optionally filtered.
+
+        Pass the page's ``next_cursor`` back as ``cursor`` for the next page. Each task is
+        listed at most once across the pages of one listing, also while tasks are submitted
+        in between (they sort before the first page). The scan per call is bounded, so a
+        narrow filter can return a short or empty page whose ``next_cursor`` is still set;
+        the listing is complete only when ``next_cursor`` is None. Records that expired
+        (``BURROW_RESULT_TTL``) are not listed.
+
+        Args:
+            status: only tasks in this status.
+            name: only tasks of this name.
+            queue: only tasks of this queue (unprefixed).
+            limit: page size, 1-500.
+            cursor: the ``next_cursor`` of the previous page (None: the newest tasks).
+
+        Raises:
+            ConfigurationError: ``limit`` out of range or a malformed ``cursor``.
+            StateUnavailable: Redis cannot be reached.
+        """
+        check_limit(limit)
+        after = decode_cursor(cursor) if cursor is not None else None
+        try:
+            wanted = TaskStatus(status) if status is not None else None
+        except ValueError:
+            raise ConfigurationError(
+                f"unknown status {status!r}; one of {', '.join(TaskStatus)}"
+            ) from None
+        where = TaskFilter(status=wanted, name=name, queue=queue)
+        await self.state.open()
+        records, position = await self.state.list_tasks(after=after, limit=limit, where=where)
+        return TaskPage(records, encode_cursor(position) if position is not None else None)
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel a task that has not finished; returns its ``cancelled`` record.
+
+        A queued or retrying task never runs: its message is acked unrun when a worker
+        meets it. For a running task every worker is told through the ``{ns}.control``
+        exchange; an async handler is cancelled at once (it sees ``CancelledError``), while
+        a sync handler cannot be interrupted: it runs to its end and its result or error is
+        discarded. Either way the record stays ``cancelled`` (terminal, write-once), and
+        ``wait`` returns it.
+
+        If the broker cannot be reached to tell the workers, the task is still cancelled (a
+        warning is logged): the running handler is just not interrupted, and its outcome is
+        discarded all the same.
+
+        Raises:
+            TaskNotFound: no such task (or its record expired).
+            TaskConflict: the task already finished (succeeded, failed or cancelled).
+            StateUnavailable: Redis cannot be reached.
+        """
+        await self.state.open()
+        done = await self.state.cancel(task_id, "cancelled on request")
+        if done.code == "missing":
+            raise TaskNotFound(task_id)
+        if done.code == "terminal":
+            raise TaskConflict(task_id, done.status, "cancel")
+        if done.status == TaskStatus.RUNNING.value and done.lease:
+            await self._tell_workers_cancel(task_id, done.lease)
+        return await self.get(task_id)
+
+    async def _tell_workers_cancel(self, task_id: str, lease: str) -> None:
+        body = orjson.dumps({"task_id": task_id, "lease": lease})
+        try:
+            await self.broker.connect(timeout=self.settings.publish_timeout)
+            await self.broker.broadcast(control_exchange(self.names), body, type_=CONTROL_CANCEL)
+        except BrokerError as exc:
+            log.warning(
+                "task cancelled, but the workers could not be told to stop it",
+                task_id=task_id,
+                error=str(exc),
+            )
+
+    async def retry(self, task_id: str) -> TaskHandle:
+        """Run a failed or cancelled task again, under the same id.
+
+        The record is reopened (``queued``, run count reset to 0, the old result and error
+        cleared; the history keeps them) and the stored payload is published again as a new
+        message with attempt 1. If that publish fails, the record is put back to its
+        previous status and the error raised.
+
+        Raises:
+            TaskNotFound: no such task (or its record expired).
+            TaskConflict: the task is not failed or cancelled.
+            BrokerUnavailable, PublishTimeout, PublishRejected, StateUnavailable.
+        """
+        await self.connect()
+        reopened = await self.state.reopen_for_run(task_id, "retried on request")
+        if reopened is None:
+            raise TaskNotFound(task_id)
+        if isinstance(reopened, str):
+            raise TaskConflict(task_id, reopened, "retry")
+        traceparent = new_traceparent()
+        kept = f"00-{reopened.trace_id}-{traceparent[36:52]}-01"
+        if trace_id_of(kept) is not None:  # keep the task's trace, as a new span
+            traceparent = kept
+        headers: dict[str, Any] = {HDR_TRACEPARENT: traceparent, HDR_ATTEMPT: 1}
+        try:
+            await self.declare_queue(reopened.queue)
+            await self._publish_task(
+                reopened.queue, reopened.name, task_id, reopened.payload, None, None, headers
+            )
+        except BaseException as exc:
+            await asyncio.shield(self._undo_reopen(task_id, reopened, exc))
+            raise
+        return TaskHandle(task_id, reopened.name, reopened.queue)
+
+    async def _undo_reopen(self, task_id: str, reopened: Reopened, exc: BaseException) -> None:
+        """Put a reopened task back to its terminal status: its message never went out."""
+        try:
+            await self.state.finish(
+                task_id,
+                token="",
+                status=TaskStatus(reopened.previous),
+                error=reopened.error,
+                note=f"retry not published: {type(exc).__name__}: {exc}"[:500],
+            )
+        except BurrowError as undo:
+            log.exception(
+                "retry not published and the record could not be restored; it stays queued",
+                task_id=task_id,
+                error=str(undo),
+            )
 
     # -- compensation -------------------------------------------------------------------
 
@@ -437,77 +758,5 @@ class Burrow:
                 log.exception("on_dead hook failed", task=name, task_id=task_id)
         await self.state.set_on_dead(task_id, outcome)
 
-    # -- operations -------------------------------------------------------------------
 
-    def all_queues(self, queues: Sequence[str] | None = None) -> list[str]:
-        return list(queues or self.registry.queues() or ["default"])
-
-    async def queue_stats(self, queue: str) -> tuple[QueueStats | None, QueueStats | None]:
-        """(work queue, dead-letter queue) statistics; None for a queue that does not exist."""
-        await self.broker.connect(timeout=self.settings.publish_timeout)
-        return (
-            await self.broker.queue_stats(self.names.queue(queue)),
-            await self.broker.queue_stats(self.names.dlq(queue)),
-        )
-
-    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
-        """The first ``limit`` dead letters of ``queue``, left in place."""
-        await self.broker.connect(timeout=self.settings.publish_timeout)
-        found = await self.broker.peek(self.names.dlq(queue), limit)
-        return [_dead_letter(d, queue) for d in found]
-
-    async def replay_dead_letters(self, queue: str, *, limit: int = 1000) -> int:
-        """Move up to ``limit`` dead letters back to ``queue`` as fresh runs; returns how many.
-
-        Each task's record is reopened (``failed`` -> ``queued``, run count reset) before its
-        message is republished, and the dead letter is acked only after the confirm.
-        """
-        await self.connect()
-        await self.declare_queue(queue)
-
-        async def replay(delivery: Any) -> bool:
-            headers = {
-                k: v
-                for k, v in (delivery.headers or {}).items()
-                if not k.startswith(("x-burrow-", "x-death", "x-first-death", "x-last-death"))
-            }
-            headers[HDR_ATTEMPT] = 1
-            if delivery.message_id:
-                await self.state.reopen(delivery.message_id, "replayed from the dead letters")
-            await self.broker.publish(
-                self.names.queue(queue),
-                delivery.body,
-                message_id=delivery.message_id,
-                type_=delivery.type,
-                headers=headers,
-                content_type=delivery.content_type,
-            )
-            return True
-
-        return await self.broker.drain(self.names.dlq(queue), limit, replay)
-
-    async def purge_dead_letters(self, queue: str) -> int:
-        """Delete every dead letter of ``queue``; returns how many."""
-        await self.broker.connect(timeout=self.settings.publish_timeout)
-        return await self.broker.purge(self.names.dlq(queue))
-
-
-def _dead_letter(delivery: Any, queue: str) -> DeadLetter:
-    headers = delivery.headers or {}
-    error = headers.get("x-burrow-error")
-    reason = headers.get(HDR_REASON)
-    if reason is None:  # dead-lettered by the broker itself (delivery limit)
-        deaths = headers.get("x-death") or [{}]
-        reason = str(deaths[0].get("reason", "unknown")) if isinstance(deaths, list) else "unknown"
-    return DeadLetter(
-        task_id=delivery.message_id,
-        name=delivery.type,
-        queue=str(headers.get(HDR_ORIGIN, queue)),
-        reason=str(reason),
-        error=orjson.loads(error) if isinstance(error, str | bytes) else None,
-        runs=headers.get("x-burrow-runs"),
-        body=delivery.body,
-    )
-
-
-__all__ = ["Burrow", "DeadLetter", "TaskHandle"]
+__all__ = ["Burrow", "DeadLetter", "TaskHandle", "TaskPage"]

@@ -8,13 +8,17 @@ component reads the environment itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QueueType = Literal["quorum", "classic"]
+QUEUE_TYPES: tuple[QueueType, ...] = get_args(QueueType)
+#: Queue names, as ``burrow.tasks.definition.check_name`` accepts them.
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,8 @@ class Settings(BaseSettings):
     callback_allowlist: str = ""
 
     queue_type: QueueType = "quorum"
+    # NoDecode: the variable is ``q:type,q:type``, not the JSON pydantic-settings expects.
+    queue_types: Annotated[dict[str, QueueType], NoDecode] = Field(default_factory=dict)
     delivery_limit: int = Field(default=20, ge=1)
     heartbeat: int = Field(default=30, ge=0)
     publish_timeout: float = Field(default=5.0, gt=0)
@@ -105,11 +111,34 @@ class Settings(BaseSettings):
     reaper_interval: float = Field(default=5.0, gt=0)
     worker_heartbeat: float = Field(default=5.0, gt=0)
 
+    # HTTP API (burrow.api; docs/api.md).
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    max_queue_depth: int = Field(default=0, ge=0)
+    api_rate_limit: str = Field(default="", pattern=r"^(\s*\d+\s*/\s*[smh]\s*)?$")
+    api_timeout: float = Field(default=2.0, gt=0)
+    api_wait_cap: float = Field(default=60.0, gt=0)
+
     @field_validator("namespace")
     @classmethod
     def _no_edge_dots(cls, value: str) -> str:
         if value.startswith(".") or value.endswith("."):
             raise ValueError("namespace must not start or end with a dot")
+        return value
+
+    @field_validator("queue_types", mode="before")
+    @classmethod
+    def _parse_queue_types(cls, value: object) -> object:
+        return parse_queue_types(value) if isinstance(value, str) else value
+
+    @field_validator("queue_types")
+    @classmethod
+    def _check_queue_names(cls, value: dict[str, QueueType]) -> dict[str, QueueType]:
+        for queue in value:
+            if not _QUEUE_NAME.match(queue):
+                raise ValueError(
+                    f"BURROW_QUEUE_TYPES: queue name {queue!r} must be 1-200 characters of "
+                    "letters, digits and _ . : -"
+                )
         return value
 
     @property
@@ -155,6 +184,39 @@ class Settings(BaseSettings):
             reaper_interval=self.reaper_interval,
             heartbeat_interval=self.worker_heartbeat,
         )
+
+
+def parse_queue_types(value: str) -> dict[str, QueueType]:
+    """Parse ``BURROW_QUEUE_TYPES``: comma-separated ``QUEUE:TYPE`` entries.
+
+    Queue names are unprefixed (``reports``, not ``burrow.reports``) and may contain ``:``
+    themselves, so each entry splits at its last colon. Blank entries and spaces around
+    names are ignored.
+
+    Raises:
+        ValueError: an entry has no ``:``, an empty name, a type other than ``quorum`` or
+            ``classic``, or names a queue a second time. The message names the variable.
+    """
+    found: dict[str, QueueType] = {}
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        queue, sep, kind = (part.strip() for part in entry.rpartition(":"))
+        if not sep or not queue:
+            raise ValueError(
+                f"BURROW_QUEUE_TYPES: malformed entry {entry!r}; expected QUEUE:TYPE, "
+                "e.g. BURROW_QUEUE_TYPES=reports:classic,math:quorum"
+            )
+        if kind not in QUEUE_TYPES:
+            raise ValueError(
+                f"BURROW_QUEUE_TYPES: unknown queue type {kind!r} for queue {queue!r}; "
+                f"expected one of {', '.join(QUEUE_TYPES)}"
+            )
+        if queue in found:
+            raise ValueError(f"BURROW_QUEUE_TYPES: queue {queue!r} is listed twice")
+        found[queue] = kind
+    return found
 
 
 def redact_url(url: str) -> str:

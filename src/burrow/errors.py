@@ -10,10 +10,14 @@ Errors are named by remedy::
     ├── ConfigurationError          misuse: fix the code or the settings
     │   └── TaskDefinitionError     a handler or decorator option is wrong
     ├── UnknownTask (LookupError)   no task of that name is registered
+    ├── UnknownExchange (LookupError) publish to an exchange nobody declared
     ├── PayloadInvalid (ValueError) the payload does not validate against the model
     ├── TaskNotFound (LookupError)  no record for that task id
+    ├── TaskConflict                the task's status does not allow it (HTTP 409)
+    ├── RpcError                    the RPC handler raised: its error type and message
     ├── OperationTimeout (TimeoutError)
-    │   └── PublishTimeout          no broker confirm within publish_timeout
+    │   ├── PublishTimeout          no broker confirm within publish_timeout
+    │   └── RpcTimeout              no RPC reply within the call's timeout (HTTP 504)
     ├── BrokerError                 external: RabbitMQ
     │   ├── BrokerUnavailable       cannot reach it now (retry later; HTTP 503)
     │   └── PublishRejected         the broker nacked or returned the message
@@ -37,10 +41,14 @@ __all__ = [
     "PayloadInvalid",
     "PublishRejected",
     "PublishTimeout",
+    "RpcError",
+    "RpcTimeout",
     "StateError",
     "StateUnavailable",
+    "TaskConflict",
     "TaskDefinitionError",
     "TaskNotFound",
+    "UnknownExchange",
     "UnknownTask",
     "Unroutable",
 ]
@@ -64,6 +72,31 @@ class UnknownTask(BurrowError, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"unknown task {name!r}")
         self.name = name
+
+
+class UnknownExchange(BurrowError, LookupError):
+    """``publish`` named an exchange that neither this app's subscribers know nor the
+    broker has (publishing to a missing exchange would close the channel)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no exchange {name!r} is declared")
+        self.name = name
+
+
+class RpcError(BurrowError):
+    """The RPC handler raised; the caller gets its error type and message.
+
+    Attributes:
+        name: the RPC handler.
+        type: the handler's exception class name (e.g. ``ValueError``, ``PayloadInvalid``).
+        message: the exception's message.
+    """
+
+    def __init__(self, name: str, type: str, message: str) -> None:
+        super().__init__(f"rpc {name!r} failed: {type}: {message}")
+        self.name = name
+        self.type = type
+        self.message = message
 
 
 class PayloadInvalid(BurrowError, ValueError):
@@ -90,6 +123,23 @@ class TaskNotFound(BurrowError, LookupError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task with id {task_id!r}")
         self.task_id = task_id
+
+
+class TaskConflict(BurrowError):
+    """The task's status does not allow the operation (cancel a finished task, retry one
+    that did not fail).
+
+    Attributes:
+        task_id: the task.
+        status: its status when the operation was refused (a ``TaskStatus`` value).
+        operation: what was refused (``"cancel"``, ``"retry"``).
+    """
+
+    def __init__(self, task_id: str, status: str, operation: str) -> None:
+        super().__init__(f"cannot {operation} task {task_id!r}: it is {status}")
+        self.task_id = task_id
+        self.status = status
+        self.operation = operation
 
 
 class OperationTimeout(BurrowError, TimeoutError):
@@ -125,6 +175,21 @@ class PublishTimeout(OperationTimeout):
 
     The message may or may not be stored: retrying can duplicate it (a worker dedupes by id).
     """
+
+
+class RpcTimeout(OperationTimeout):
+    """No reply to an RPC call within its timeout. The request may still run (replies are
+    at-most-once); a reply that comes later is dropped.
+
+    Attributes:
+        name: the RPC handler.
+        timeout: the call's timeout in seconds.
+    """
+
+    def __init__(self, name: str, timeout: float) -> None:
+        super().__init__(f"rpc {name!r}: no reply within {timeout} s")
+        self.name = name
+        self.timeout = timeout
 
 
 class StateError(BurrowError):

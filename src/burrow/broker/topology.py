@@ -10,14 +10,22 @@ tier queue has one fixed ``x-message-ttl``, so its messages expire in arrival or
 is split greedily into tiers of 100 ms * 2^k; on expiry the tier dead-letters the message to
 the default exchange with its original routing key (the work queue), and the worker sends it
 on to the next tier until the ETA is reached. Tiers are declared lazily on first use.
+
+Events and RPC (docs/wire-format.md): ``Exchange("shop.events", ...)`` is declared as
+``{ns}.shop.events``; a subscriber with ``queue="inventory"`` shares the durable work queue
+``{ns}.inventory`` (with its ``.dlq``) among its instances, and one without gets an
+exclusive ``{ns}.sub.{subscriber}.{worker id}`` per worker process whose dead letters go to
+the durable ``{ns}.sub.{subscriber}.dlq``. RPC handler ``name`` consumes ``{ns}.rpc.{name}``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from burrow.config import QueueType
+from burrow.config import QUEUE_TYPES, QueueType
+from burrow.errors import ConfigurationError
 from burrow.tasks.envelope import HDR_TIER
 
 #: Smallest delay tier; delays shorter than this are not worth a round trip.
@@ -26,16 +34,52 @@ TIER_BASE_MS = 100
 TIER_COUNT = 24
 TIERS_MS: tuple[int, ...] = tuple(TIER_BASE_MS * 2**k for k in range(TIER_COUNT))
 
+#: ``type`` of the control message that stops a running attempt; its JSON body is
+#: ``{"task_id": ..., "lease": ...}`` (the lease token of the attempt to stop).
+CONTROL_CANCEL = "cancel"
+
+#: Arguments ``work_queue`` sets on quorum queues only.
+QUORUM_ONLY_ARGUMENTS = frozenset({"x-delivery-limit", "x-dead-letter-strategy", "x-overflow"})
+
+# RabbitMQ's refusal to re-declare a queue with other arguments, e.g. "PRECONDITION_FAILED -
+# inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': received 'classic' but current
+# is 'quorum'". A value is `none`, `'v'` or `the value 'v' of type 't'`.
+_VALUE = r"(?:none|the value '[^']*' of type '[^']*'|'[^']*')"
+_INEQUIVALENT = re.compile(
+    rf"inequivalent arg '(?P<arg>[^']+)' for queue '[^']*' in vhost '[^']*': "
+    rf"received (?P<received>{_VALUE}) but current is (?P<current>{_VALUE})"
+)
+
+
+ExchangeType = Literal["direct", "fanout", "topic", "headers"]
+EXCHANGE_TYPES: tuple[str, ...] = ("direct", "fanout", "topic", "headers")
+_EXCHANGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
+
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """An exchange that events are published to (``@app.subscriber``, ``app.publish``).
 
-    Declared as ``{ns}.{name}``; HTTP paths take the name without the prefix.
+    Declared durable as ``{ns}.{name}``; HTTP paths take the name without the prefix.
+
+    Raises:
+        ConfigurationError: an unknown type, or a name outside ``[A-Za-z0-9_.:-]`` (1-200
+            characters, not starting with ``.``, ``:`` or ``-``; ``amq.`` is reserved).
     """
 
     name: str
-    type: Literal["direct", "fanout", "topic", "headers"] = "topic"
+    type: ExchangeType = "topic"
+
+    def __post_init__(self) -> None:
+        if self.type not in EXCHANGE_TYPES:
+            raise ConfigurationError(
+                f"exchange type must be one of {', '.join(EXCHANGE_TYPES)}, not {self.type!r}"
+            )
+        if not _EXCHANGE_NAME.match(self.name) or self.name.startswith("amq."):
+            raise ConfigurationError(
+                f"exchange name {self.name!r} must be 1-200 characters of letters, digits "
+                "and _ . : - (and not start with amq.)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +100,7 @@ class ExchangeSpec:
     name: str
     type: str
     durable: bool = True
+    auto_delete: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +142,60 @@ class Names:
     def delay_queue(self, tier_ms: int) -> str:
         return self.prefixed(f"delay.{tier_ms}")
 
+    @property
+    def control_exchange(self) -> str:
+        """The fanout exchange of messages to every worker (e.g. cancel a running task)."""
+        return self.prefixed("control")
+
+    def control_queue(self, worker_id: str) -> str:
+        """The private queue one worker receives control messages on."""
+        return self.prefixed(f"control.{worker_id}")
+
+    def exchange(self, name: str) -> str:
+        """The exchange of ``Exchange(name, ...)``."""
+        return self.prefixed(name)
+
+    def rpc_queue(self, name: str) -> str:
+        """The request queue of RPC handler ``name``."""
+        return self.prefixed(f"rpc.{name}")
+
+
+def event_exchange(names: Names, exchange: Exchange) -> ExchangeSpec:
+    """The durable exchange ``{ns}.{name}`` of an ``Exchange``."""
+    return ExchangeSpec(names.exchange(exchange.name), exchange.type)
+
+
+def broadcast_base(subscriber: str) -> str:
+    """The unprefixed name stem of a broadcast subscriber's queues (``sub.{subscriber}``):
+    ``{stem}.{worker id}`` is the exclusive queue of one worker, ``{stem}.dlq`` the shared
+    dead-letter queue."""
+    return f"sub.{subscriber}"
+
+
+def broadcast_queue(names: Names, subscriber: str, worker_id: str) -> QueueSpec:
+    """One worker's own queue of a subscriber without ``queue=`` (broadcast).
+
+    Exclusive (so classic), auto-delete: it lives as long as the worker's connection, and
+    every running worker gets its own copy of each event. Non-durable for the same reason.
+    """
+    return QueueSpec(
+        names.queue(f"{broadcast_base(subscriber)}.{worker_id}"),
+        {"x-queue-type": "classic"},
+        durable=False,
+        exclusive=True,
+        auto_delete=True,
+    )
+
+
+def rpc_queue(names: Names, name: str) -> QueueSpec:
+    """The request queue ``{ns}.rpc.{name}`` of an RPC handler, shared by its servers.
+
+    Classic and durable: replies are at-most-once (a request is acked when it is taken), so
+    the replication of a quorum queue would buy nothing but latency, and requests carry an
+    ``expiration`` equal to the caller's timeout, so nothing piles up while no server runs.
+    """
+    return QueueSpec(names.rpc_queue(name), {"x-queue-type": "classic"})
+
 
 def work_queue(
     names: Names, queue: str, *, queue_type: QueueType, delivery_limit: int
@@ -127,6 +226,51 @@ def dead_letter_queue(names: Names, queue: str, *, queue_type: QueueType) -> Que
     return QueueSpec(names.dlq(queue), {"x-queue-type": queue_type})
 
 
+def existing_queue_type(refusal: str, *, requested: QueueType) -> str | None:
+    """The type of an existing queue, read from the broker's refusal to declare it as
+    ``requested``; None when the refusal is about something else (or unreadable).
+
+    RabbitMQ names only the first argument that differs, and not always ``x-queue-type``:
+    re-declaring a quorum work queue as classic is refused over ``x-dead-letter-strategy``
+    (RabbitMQ 3.10). So an argument burrow sets on quorum queues only, present on one side
+    and absent on the other, also gives the type away. A queue declared without
+    ``x-queue-type`` is classic.
+    """
+    found = _INEQUIVALENT.search(refusal)
+    if found is None:
+        return None
+    received, current = _argument_value(found["received"]), _argument_value(found["current"])
+    if found["arg"] == "x-queue-type":
+        existing = current or "classic"
+    elif found["arg"] in QUORUM_ONLY_ARGUMENTS and (received is None) != (current is None):
+        existing = "quorum" if current is not None else "classic"
+    else:
+        return None
+    return existing if existing != requested else None
+
+
+def type_mismatch_message(
+    name: str, queue: str, existing: str, requested: QueueType, source: str
+) -> str:
+    """What to tell the user when queue ``name`` (of burrow queue ``queue``) exists as
+    ``existing`` but ``source`` (a setting) asks for ``requested``, and how to fix it."""
+    keep = (
+        f"To keep it {existing}, set BURROW_QUEUE_TYPES={queue}:{existing}. "
+        if existing in QUEUE_TYPES
+        else ""
+    )
+    return (
+        f"queue {name!r} already exists on the broker as a {existing} queue, but burrow "
+        f"declares it {requested} (from {source}), and RabbitMQ cannot change the type of a "
+        f"queue. {keep}To make it {requested}, stop its workers, let it empty and delete it "
+        f"(rabbitmqctl delete_queue {name}): burrow then re-creates it {requested}."
+    )
+
+
+def _argument_value(text: str) -> str | None:
+    return None if text == "none" else text.split("'")[1]
+
+
 def delay_exchange(names: Names) -> ExchangeSpec:
     return ExchangeSpec(names.delay_exchange, "headers")
 
@@ -151,6 +295,30 @@ def delay_tier(names: Names, tier_ms: int) -> tuple[QueueSpec, BindingSpec]:
         arguments={"x-match": "all", HDR_TIER: str(tier_ms)},
     )
     return spec, binding
+
+
+def control_exchange(names: Names) -> ExchangeSpec:
+    """The fanout exchange of control messages (``{ns}.control``).
+
+    Transient and auto-delete: it exists while a worker is bound to it (workers declare it
+    again after a reconnect), and a control message published while no worker listens has
+    nobody to tell, so it is published without ``mandatory``.
+    """
+    return ExchangeSpec(names.control_exchange, "fanout", durable=False, auto_delete=True)
+
+
+def control_queue(names: Names, worker_id: str) -> QueueSpec:
+    """A worker's own control queue: exclusive to its connection and deleted with it.
+
+    Classic, because exclusive queues cannot be quorum queues.
+    """
+    return QueueSpec(
+        names.control_queue(worker_id),
+        {"x-queue-type": "classic"},
+        durable=False,
+        exclusive=True,
+        auto_delete=True,
+    )
 
 
 def tier_for(remaining_ms: float) -> int | None:

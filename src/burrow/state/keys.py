@@ -28,6 +28,13 @@ class Keys:
         """Sorted set: running task ids scored by lease expiry (ms), read by the reaper."""
         return f"{self.prefix}running"
 
+    @property
+    def tasks(self) -> str:
+        """Sorted set: every task id scored by ``created_at`` (the listing index). Written
+        with the record (``create.lua``, ``start.lua``); entries of expired records are
+        dropped by the worker's maintenance loop or when a listing meets them."""
+        return f"{self.prefix}tasks"
+
     def idempotency(self, key: str) -> str:
         """String: the task id first submitted with this idempotency key."""
         return f"{self.prefix}idem:{key}"

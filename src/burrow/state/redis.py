@@ -22,10 +22,23 @@ from burrow.errors import OperationTimeout, StateUnavailable, TaskNotFound
 from burrow.state._pipeline import AutoPipeline, Script
 from burrow.state.errors import map_redis_errors
 from burrow.state.keys import Keys
+from burrow.state.listing import IndexScan
+from burrow.tasks.listing import Position, TaskFilter
 from burrow.tasks.record import TaskError, TaskEvent, TaskRecord
 from burrow.tasks.status import TaskStatus
 
-SCRIPTS = ("create", "start", "finish", "retry", "renew", "reap", "reopen", "release")
+SCRIPTS = (
+    "create",
+    "start",
+    "finish",
+    "retry",
+    "renew",
+    "reap",
+    "reopen",
+    "release",
+    "cancel",
+    "trim",
+)
 _JSON_FIELDS = frozenset({"payload", "result", "error"})
 _FLOAT_FIELDS = frozenset({"created_at", "started_at", "finished_at", "updated_at", "eta"})
 _INT_FIELDS = frozenset({"attempts", "max_retries"})
@@ -43,6 +56,29 @@ class StartResult:
     code: str
     attempts: int
     extra: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What ``cancel`` did: ``code`` is cancelled, terminal or missing; ``status`` is the
+    status before (cancelled) or the terminal one; ``lease`` the token of the attempt that
+    was running ('' when none)."""
+
+    code: str
+    status: str = ""
+    lease: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reopened:
+    """A task reopened to run again, with what is needed to publish it again."""
+
+    previous: str
+    payload: bytes
+    name: str
+    queue: str
+    trace_id: str
+    error: TaskError | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +120,18 @@ class RedisStateStore:
         async with self._open_lock:
             if self._client is not None:
                 return
-            client = aioredis.Redis.from_url(
+            # A blocking pool: past 64 connections a caller waits (up to op_timeout) for
+            # a free one instead of failing, so many concurrent ``wait`` calls queue up.
+            pool = aioredis.BlockingConnectionPool.from_url(
                 self._settings.url,
                 socket_timeout=self._settings.op_timeout,
                 socket_connect_timeout=self._settings.op_timeout,
                 health_check_interval=30,
                 max_connections=64,
+                timeout=self._settings.op_timeout,
             )
-            pipeline = AutoPipeline(client, _load_scripts())
+            client = aioredis.Redis.from_pool(pool)
+            pipeline = AutoPipeline(client, _load_scripts(), timeout=self._settings.op_timeout)
             try:
                 await pipeline.load_scripts()
             except StateUnavailable:
@@ -118,6 +158,11 @@ class RedisStateStore:
             raise StateUnavailable("the state store is not open")
         return await self._pipeline.call(script, keys, args)
 
+    async def _command(self, *args: Any) -> Any:
+        if self._pipeline is None:
+            raise StateUnavailable("the state store is not open")
+        return await self._pipeline.command(*args)
+
     async def ping(self) -> bool:
         with map_redis_errors("ping"):
             return bool(await self._redis().ping())
@@ -126,22 +171,29 @@ class RedisStateStore:
 
     async def create(self, task: NewTask) -> bool:
         """Write the record of a new task in status ``queued``; False when it exists."""
+        keys, args = self._create_args(task)
+        return bool(await self._call("create", keys, args))
+
+    async def create_many(self, tasks: list[NewTask]) -> list[BaseException | None]:
+        """Write many new records in one pipeline; per task None, or the error."""
+        if self._pipeline is None:
+            raise StateUnavailable("the state store is not open")
+        replies = await self._pipeline.call_many("create", [self._create_args(t) for t in tasks])
+        return [r if isinstance(r, BaseException) else None for r in replies]
+
+    def _create_args(self, task: NewTask) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         k = self.keys
-        result = await self._call(
-            "create",
-            (k.task(task.id), k.events(task.id)),
-            (
-                task.id,
-                task.name,
-                task.queue,
-                task.payload,
-                task.max_retries,
-                task.trace_id,
-                "" if task.eta is None else repr(task.eta),
-                self.ttl,
-            ),
+        eta = "" if task.eta is None else repr(task.eta)
+        return (k.task(task.id), k.events(task.id), k.tasks), (
+            task.id,
+            task.name,
+            task.queue,
+            task.payload,
+            task.max_retries,
+            task.trace_id,
+            eta,
+            self.ttl,
         )
-        return bool(result)
 
     async def start(
         self,
@@ -160,7 +212,7 @@ class RedisStateStore:
         k = self.keys
         code, attempts, extra = await self._call(
             "start",
-            (k.task(task_id), k.events(task_id), k.running),
+            (k.task(task_id), k.events(task_id), k.running, k.tasks),
             (task_id, token, lease_ms, worker, max_runs, name, queue, payload, trace_id, self.ttl),
         )
         return StartResult(_text(code), int(attempts), _text(extra))
@@ -215,12 +267,16 @@ class RedisStateStore:
         return int(await self._call("renew", (k.running, *map(k.task, ids)), tuple(args)))
 
     async def reap(self, limit: int = 100) -> int:
-        """Return running tasks whose lease expired to ``queued``; returns how many."""
+        """Return running tasks whose lease expired to ``queued``; returns how many.
+
+        Like every call of the worker's maintenance loop this goes through the
+        auto-pipeline: redis-py's direct commands can swallow a task's cancellation
+        (redis/redis-py#2028), which would leave the loop running at shutdown.
+        """
         k = self.keys
-        with map_redis_errors("reap"):
-            redis = self._redis()
-            now_ms = int((await redis.time())[0]) * 1000
-            due = await redis.zrangebyscore(k.running, "-inf", now_ms, start=0, num=limit)
+        seconds, _ = await self._command("TIME")
+        now_ms = int(seconds) * 1000
+        due = await self._command("ZRANGEBYSCORE", k.running, "-inf", now_ms, "LIMIT", 0, limit)
         reaped = 0
         for raw in due:
             task_id = _text(raw)
@@ -233,10 +289,38 @@ class RedisStateStore:
 
     async def reopen(self, task_id: str, note: str) -> bool:
         """Reopen a failed or cancelled task so it runs again; False otherwise."""
+        return isinstance(await self.reopen_for_run(task_id, note), Reopened)
+
+    async def reopen_for_run(self, task_id: str, note: str) -> Reopened | str | None:
+        """Reopen a failed or cancelled task (``lua/reopen.lua``).
+
+        Returns:
+            ``Reopened`` with the stored payload; the current status when it does not allow
+            a reopen; None when there is no record.
+        """
         k = self.keys
-        return bool(
-            await self._call("reopen", (k.task(task_id), k.events(task_id)), (self.ttl, note))
+        reply = await self._call("reopen", (k.task(task_id), k.events(task_id)), (self.ttl, note))
+        if int(reply[0]) == 0:
+            return _text(reply[1]) if len(reply) > 1 else None
+        _, previous, payload, name, queue, trace_id, error = reply
+        return Reopened(
+            previous=_text(previous),
+            payload=payload if isinstance(payload, bytes) else str(payload).encode(),
+            name=_text(name),
+            queue=_text(queue),
+            trace_id=_text(trace_id),
+            error=_task_error(error),
         )
+
+    async def cancel(self, task_id: str, note: str) -> CancelResult:
+        """Cancel a task that has not finished (``lua/cancel.lua``)."""
+        k = self.keys
+        reply = await self._call(
+            "cancel",
+            (k.task(task_id), k.events(task_id), k.running),
+            (task_id, k.terminal_channel, note, self.ttl),
+        )
+        return CancelResult(*(_text(v) for v in reply))
 
     async def release(self, task_id: str, *, token: str, note: str) -> bool:
         """Give back an unfinished attempt (shutdown): ``running`` -> ``queued``."""
@@ -278,8 +362,44 @@ class RedisStateStore:
 
     async def delete(self, task_id: str) -> None:
         """Forget a task whose message never reached the broker."""
+        k = self.keys
         with map_redis_errors("delete record"):
-            await self._redis().delete(self.keys.task(task_id), self.keys.events(task_id))
+            async with self._redis().pipeline(transaction=True) as pipe:
+                pipe.delete(k.task(task_id), k.events(task_id))
+                pipe.zrem(k.tasks, task_id)
+                await pipe.execute()
+
+    # -- the listing index ----------------------------------------------------------
+
+    async def list_tasks(
+        self, *, after: Position | None, limit: int, where: TaskFilter
+    ) -> tuple[list[TaskRecord], Position | None]:
+        """One page of records, newest first, and where the page ended (None: no more).
+
+        Entries of expired records met on the way are dropped from the index.
+        """
+        scan = IndexScan(
+            self._command, index=self.keys.tasks, task_key=self.keys.task, parse=_record
+        )
+        result = await scan.page(after=after, limit=limit, where=where)
+        if result.expired:
+            await self._forget_expired(result.expired)
+        return result.records, result.position
+
+    async def trim_index(self, limit: int = 500) -> int:
+        """Drop up to ``limit`` index entries, oldest first, whose record has expired; only
+        entries older than the result TTL are looked at. Returns how many were dropped."""
+        k = self.keys
+        seconds, _ = await self._command("TIME")
+        cutoff = int(seconds) - self.ttl
+        ids = await self._command("ZRANGEBYSCORE", k.tasks, "-inf", cutoff, "LIMIT", 0, limit)
+        if not ids:
+            return 0
+        return await self._forget_expired([_text(i) for i in ids])
+
+    async def _forget_expired(self, ids: list[str]) -> int:
+        k = self.keys
+        return int(await self._call("trim", (k.tasks, *map(k.task, ids)), tuple(ids)))
 
     # -- reads ----------------------------------------------------------------------
 
@@ -295,11 +415,15 @@ class RedisStateStore:
             raw = await self._redis().lrange(self.keys.events(task_id), 0, -1)
         return [TaskEvent.model_validate_json(item) for item in raw]
 
-    async def wait(self, task_id: str, timeout: float) -> TaskRecord:
+    async def wait(self, task_id: str, timeout: float, *, missing_ok: bool = False) -> TaskRecord:
         """Wait until the task is terminal and return its record.
 
+        Args:
+            missing_ok: keep waiting while the task has no record yet (a subscriber's run
+                of an event is recorded only when a worker receives the event).
+
         Raises:
-            TaskNotFound: no such task.
+            TaskNotFound: no such task (and not ``missing_ok``).
             OperationTimeout: not terminal within ``timeout`` seconds.
         """
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -309,9 +433,9 @@ class RedisStateStore:
             async with asyncio.timeout(timeout):
                 while True:
                     record = await self.get(task_id)
-                    if record is None:
+                    if record is None and not missing_ok:
                         raise TaskNotFound(task_id)
-                    if record.terminal:
+                    if record is not None and record.terminal:
                         return record
                     # Poll now and then as well: a notification published while the
                     # subscriber was reconnecting would otherwise be missed.
@@ -358,12 +482,9 @@ class RedisStateStore:
 
     async def heartbeat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
         """Record that a worker is alive (expires after ``ttl`` seconds without renewal)."""
-        with map_redis_errors("heartbeat"):
-            redis = self._redis()
-            pipe = redis.pipeline(transaction=False)
-            pipe.set(self.keys.worker(worker_id), orjson.dumps(info), px=int(ttl * 1000))
-            pipe.zadd(self.keys.workers, {worker_id: info.get("last_seen", 0)})
-            await pipe.execute()
+        k = self.keys
+        await self._command("SET", k.worker(worker_id), orjson.dumps(info), "PX", int(ttl * 1000))
+        await self._command("ZADD", k.workers, info.get("last_seen", 0), worker_id)
 
     async def forget_worker(self, worker_id: str) -> None:
         with map_redis_errors("heartbeat"):
@@ -389,6 +510,15 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return "" if value is None else str(value)
+
+
+def _task_error(raw: Any) -> TaskError | None:
+    if not raw:
+        return None
+    try:
+        return TaskError.model_validate_json(raw)
+    except ValueError:
+        return None
 
 
 def _record(raw: dict[Any, Any]) -> TaskRecord:

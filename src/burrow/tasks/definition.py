@@ -95,7 +95,12 @@ class TaskDefinition:
         except ValidationError as exc:
             raise PayloadInvalid(self.name, _errors(exc)) from None
 
-    def call_args(self, payload: Any, ctx: TaskContext) -> tuple[Any, ...]:
+    @property
+    def wants_context(self) -> bool:
+        """True when the handler takes a ``TaskContext`` (else none is built)."""
+        return "context" in self.args
+
+    def call_args(self, payload: Any, ctx: TaskContext | None) -> tuple[Any, ...]:
         """The positional arguments for one call of the handler."""
         return tuple(payload if a == "payload" else ctx for a in self.args)
 

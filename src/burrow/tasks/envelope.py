@@ -9,6 +9,7 @@ messages is the broker adapter's job.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import uuid
@@ -32,6 +33,7 @@ HDR_ERROR = "x-burrow-error"
 HDR_RUNS = "x-burrow-runs"
 HDR_ORIGIN = "x-burrow-queue"
 HDR_DEAD_AT = "x-burrow-dead-at"
+HDR_HISTORY = "x-burrow-history"
 #: W3C trace context (https://www.w3.org/TR/trace-context/).
 HDR_TRACEPARENT = "traceparent"
 
@@ -156,5 +158,6 @@ def _eta(raw: Any) -> float | None:
 
 
 def eta_header(eta: float) -> int:
-    """The ``x-burrow-eta`` value for Unix time ``eta`` (seconds)."""
-    return int(eta * 1000)
+    """The ``x-burrow-eta`` value for Unix time ``eta`` (seconds), rounded up to the next
+    millisecond so a task never starts before the time asked for."""
+    return math.ceil(eta * 1000)

@@ -5,6 +5,10 @@
       -> validate payload -> run handler under a timeout
       -> write outcome in Redis -> publish retry / dead letter if any -> ack
 
+Event subscribers run through the same path: their consumers pass an ``EventRoute`` (the
+subscriber's definition and its dedupe key), which replaces the lookup by the ``type``
+property and runs the event under the task id ``{message_id}:{key}``.
+
 The order is what makes the guarantees: the record is written before the ack (a crash in
 between redelivers, and the redelivery finds the task terminal and is acked without
 running, G2/G3); a dead letter is published before the record turns ``failed`` (so a crash
@@ -14,8 +18,8 @@ never loses it); a retry copy is published before the original is acked.
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,9 +35,12 @@ from burrow.errors import BrokerError, PayloadInvalid, StateError
 from burrow.tasks.context import TaskContext
 from burrow.tasks.definition import TaskDefinition
 from burrow.tasks.envelope import BadMessage, Envelope, parse_envelope
-from burrow.tasks.record import TaskError
+from burrow.tasks.handlers import event_task_id
+from burrow.tasks.record import TaskError, TaskEvent
 from burrow.tasks.registry import TaskRegistry
 from burrow.tasks.status import TaskStatus
+from burrow.worker._calls import call_handler
+from burrow.worker._inflight import InFlight
 from burrow.worker.outcomes import Reject, Retry
 from burrow.worker.publishing import Republisher
 
@@ -45,6 +52,9 @@ log = structlog.get_logger("burrow.worker")
 #: must stretch a backlog's requeues over a long outage (20 requeues span minutes).
 FAILURE_PAUSE = 0.5
 FAILURE_PAUSE_CAP = 30.0
+#: Cancel requests remembered for attempts not (yet) running here. Every worker hears every
+#: request, so this is bounded; it covers a request that overtakes the start of its attempt.
+CANCEL_MEMORY = 1024
 
 
 @dataclass(slots=True)
@@ -60,7 +70,18 @@ class ExecutorStats:
     deduplicated: int = 0
     fenced: int = 0
     requeued: int = 0
+    cancelled: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRoute:
+    """How a subscriber queue's deliveries run: always ``definition``, each event under the
+    task id ``{message_id}:{key}`` (``event_task_id``), so every subscriber keeps its own
+    record and dedupe of the same event."""
+
+    definition: TaskDefinition
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,41 +122,67 @@ class Executor:
         self.stats = ExecutorStats()
         #: task id -> lease token of the attempts running here (renewed in the background).
         self.leases: dict[str, str] = {}
-        self._tasks: dict[str, asyncio.Task[Any]] = {}
-        self._in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        #: task id -> (the asyncio task running its attempt, whether the handler is async).
+        self._tasks: dict[str, tuple[asyncio.Task[Any], bool]] = {}
+        #: task id -> lease token of an attempt cancelled on request (Burrow.cancel).
+        self._cancelled: dict[str, str] = {}
+        self._work = InFlight()
         self.closing = False
         self._failures = 0  # consecutive deliveries that hit a Redis or broker failure
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._work.count
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no delivery is being handled; False when ``timeout`` ran out."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await self._work.wait_idle(timeout)
 
     def cancel_running(self) -> None:
         """Cancel the handlers still running (shutdown after the grace period)."""
-        for task in list(self._tasks.values()):
+        for task, _ in list(self._tasks.values()):
             task.cancel()
 
-    async def handle(self, delivery: Delivery, queue: str) -> None:
-        """Handle one delivery from work queue ``queue`` (unprefixed name)."""
+    def cancel(self, task_id: str, lease: str) -> bool:
+        """Stop the attempt of ``task_id`` holding ``lease``: its record is already
+        ``cancelled`` (``Burrow.cancel``). Returns True when that attempt runs here.
+
+        An async handler is cancelled at once (it sees ``CancelledError``) and its delivery
+        is acked with no further outcome. A sync handler cannot be interrupted: its thread
+        runs on, and whatever it returns or raises is discarded (no result, retry or dead
+        letter), then the delivery is acked.
+        """
+        if not lease:
+            return False
+        self._cancelled[task_id] = lease
+        while len(self._cancelled) > CANCEL_MEMORY:
+            del self._cancelled[next(iter(self._cancelled))]
+        entry = self._tasks.get(task_id)
+        if entry is None or self.leases.get(task_id) != lease:
+            return False
+        task, is_async = entry
+        if is_async:
+            task.cancel()
+        return True
+
+    def _was_cancelled(self, task_id: str, token: str) -> bool:
+        """True (once) when the attempt ``token`` of ``task_id`` was cancelled on request."""
+        if self._cancelled.get(task_id) != token:
+            return False
+        del self._cancelled[task_id]
+        self.stats.cancelled += 1
+        return True
+
+    async def handle(self, delivery: Delivery, queue: str, route: EventRoute | None = None) -> None:
+        """Handle one delivery from work queue ``queue`` (unprefixed name); ``route`` is
+        given for a subscriber's queue (events), None for a task queue."""
         if self.closing:
             await _quietly(delivery.nack(requeue=True))
             return
         self.stats.received += 1
-        self._in_flight += 1
-        self._idle.clear()
+        self._work.enter()
         try:
-            await self._handle(delivery, queue)
+            await self._handle(delivery, queue, route)
         except (StateError, BrokerError) as exc:
             # Redis or the broker failed mid-way: nothing was acked, so the message comes
             # back; pause first so an outage is not a hot loop.
@@ -148,15 +195,18 @@ class Executor:
         else:
             self._failures = 0
         finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+            self._work.leave()
 
-    async def _handle(self, delivery: Delivery, queue: str) -> None:
+    async def _handle(self, delivery: Delivery, queue: str, route: EventRoute | None) -> None:
+        if route is None:
+            message_id, type_ = delivery.message_id, delivery.type
+        else:
+            message_id = event_task_id(delivery.message_id, route.key)
+            type_ = route.definition.name
         try:
             env = parse_envelope(
-                message_id=delivery.message_id,
-                type_=delivery.type,
+                message_id=message_id,
+                type_=type_,
                 content_type=delivery.content_type,
                 content_encoding=delivery.content_encoding,
                 headers=delivery.headers,
@@ -164,7 +214,7 @@ class Executor:
                 max_bytes=self._max_bytes,
             )
         except BadMessage as bad:
-            await self._park(delivery, queue, bad.reason, bad.detail)
+            await self._park(delivery, queue, bad.reason, bad.detail, message_id)
             return
         if env.eta is not None:
             remaining = env.eta - self._clock.time()
@@ -174,9 +224,10 @@ class Executor:
                 return
             if remaining > 0:  # less than the smallest tier: cheaper to wait here
                 await asyncio.sleep(remaining)
-        definition = self._registry.find(env.name)
+        definition = self._registry.find(env.name) if route is None else route.definition
         if definition is None:
-            await self._park(delivery, queue, "unknown_task", f"no task named {env.name!r}")
+            detail = f"no task named {env.name!r}"
+            await self._park(delivery, queue, "unknown_task", detail, message_id)
             return
         await self._attempt(delivery, queue, env, definition)
 
@@ -226,13 +277,24 @@ class Executor:
         token: str,
         attempt: int,
     ) -> None:
+        if self._cancelled and self._was_cancelled(env.task_id, token):
+            await delivery.ack()  # cancelled before its start reached us
+            return
         self.leases[env.task_id] = token
         current = asyncio.current_task()
         if current is not None:
-            self._tasks[env.task_id] = current
+            self._tasks[env.task_id] = (current, definition.is_async)
         try:
-            outcome = await self._invoke(definition, env, queue, attempt)
+            outcome = await self._invoke(definition, env, queue, attempt, delivery.headers)
         except asyncio.CancelledError:
+            if (
+                self._was_cancelled(env.task_id, token)
+                and current is not None
+                and current.uncancel() == 0
+            ):
+                # Cancelled on request: the record is already terminal; nothing to write.
+                await delivery.ack()
+                return
             # Shutdown ran out of grace: give the attempt back so it runs elsewhere.
             await _quietly(self._state.release(env.task_id, token=token, note="worker stopped"))
             await _quietly(delivery.nack(requeue=True))
@@ -240,6 +302,11 @@ class Executor:
         finally:
             self.leases.pop(env.task_id, None)
             self._tasks.pop(env.task_id, None)
+        if self._cancelled and self._was_cancelled(env.task_id, token):
+            # Cancelled while a sync handler (or one that swallowed the cancellation) ran
+            # on: its outcome is discarded.
+            await delivery.ack()
+            return
         await self._settle(delivery, queue, env, definition, token, attempt, outcome)
 
     async def _settle(
@@ -277,23 +344,34 @@ class Executor:
         await self._dead(delivery, queue, env, definition, token=token, error=error)
 
     async def _invoke(
-        self, definition: TaskDefinition, env: Envelope, queue: str, attempt: int
+        self,
+        definition: TaskDefinition,
+        env: Envelope,
+        queue: str,
+        attempt: int,
+        headers: dict[str, Any],
     ) -> _Outcome:
         try:
             payload = definition.validate_json(env.body)
         except PayloadInvalid as exc:
             return _dead(exc, "validation_error", with_traceback=False)
-        ctx = TaskContext(
-            task_id=env.task_id,
-            name=definition.name,
-            queue=queue,
-            attempt=attempt,
-            max_retries=definition.max_retries,
-            trace_id=env.trace_id,
-            logger=log.bind(
-                task_id=env.task_id, task=definition.name, attempt=attempt, trace_id=env.trace_id
-            ),
-        )
+        ctx: TaskContext | None = None
+        if definition.wants_context:  # built only for handlers that take one
+            ctx = TaskContext(
+                task_id=env.task_id,
+                name=definition.name,
+                queue=queue,
+                attempt=attempt,
+                max_retries=definition.max_retries,
+                trace_id=env.trace_id,
+                logger=log.bind(
+                    task_id=env.task_id,
+                    task=definition.name,
+                    attempt=attempt,
+                    trace_id=env.trace_id,
+                ),
+                headers=dict(headers),
+            )
         timeout = definition.timeout or self._default_timeout
         scope = asyncio.timeout(timeout)
         try:
@@ -323,14 +401,8 @@ class Executor:
                 None, error=_error(exc, "error", True), delay=definition.retry.delay(attempt)
             )
 
-    async def _call(self, definition: TaskDefinition, payload: Any, ctx: TaskContext) -> Any:
-        args = definition.call_args(payload, ctx)
-        if definition.is_async:
-            return await definition.fn(*args)
-        # A sync handler cannot be interrupted: on timeout the worker stops waiting for it
-        # and moves on, while the thread finishes in the background (documented).
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(definition.fn, *args))
+    async def _call(self, definition: TaskDefinition, payload: Any, ctx: TaskContext | None) -> Any:
+        return await call_handler(definition, definition.call_args(payload, ctx), self._pool)
 
     async def _dead(
         self,
@@ -342,9 +414,14 @@ class Executor:
         token: str,
         error: TaskError,
     ) -> None:
-        attempts = (await self._state.get(env.task_id) or _NoRecord).attempts
+        record = await self._state.get(env.task_id)
+        if record is not None and record.status is TaskStatus.CANCELLED:
+            await delivery.ack()  # cancelled meanwhile: no dead letter for it
+            return
+        attempts = (record or _NoRecord).attempts
+        history = _failures(await self._state.history(env.task_id), error, attempts)
         await self._out.dead_letter(
-            delivery, queue, error=error, runs=attempts, task_id=env.task_id
+            delivery, queue, error=error, runs=attempts, task_id=env.task_id, history=history
         )
         written = await self._state.finish(
             env.task_id,
@@ -359,8 +436,11 @@ class Executor:
         if written:
             await self._on_dead(definition.name, env.task_id)
 
-    async def _park(self, delivery: Delivery, queue: str, reason: str, detail: str) -> None:
-        """Dead-letter a message that cannot run at all (foreign, broken, unknown task)."""
+    async def _park(
+        self, delivery: Delivery, queue: str, reason: str, detail: str, task_id: str | None
+    ) -> None:
+        """Dead-letter a message that cannot run at all (foreign, broken, unknown task);
+        ``task_id`` is the id its record has (when it has one)."""
         log.warning(
             "message dead-lettered",
             queue=queue,
@@ -369,10 +449,10 @@ class Executor:
             message_id=delivery.message_id,
         )
         error = TaskError(type="BadMessage", reason=reason, message=detail)
-        await self._out.dead_letter(delivery, queue, error=error, runs=0)
-        if delivery.message_id:
+        await self._out.dead_letter(delivery, queue, error=error, runs=0, task_id=task_id)
+        if task_id:
             await self._state.finish(
-                delivery.message_id, token="", status=TaskStatus.FAILED, error=error, note=reason
+                task_id, token="", status=TaskStatus.FAILED, error=error, note=reason
             )
         await delivery.ack()
         self.stats.rejected_messages += 1
@@ -384,6 +464,32 @@ class Executor:
 
 class _NoRecord:
     attempts = 0
+
+
+#: At most this many failed runs travel in a dead letter's ``x-burrow-history`` (the
+#: newest; the record keeps them all), each message cut to ``HISTORY_MESSAGE`` characters.
+HISTORY_RUNS = 20
+HISTORY_MESSAGE = 500
+
+
+def _failures(events: list[TaskEvent], last: TaskError, attempts: int) -> list[dict[str, Any]]:
+    """The failed runs of a task, oldest first, for its dead letter: each earlier retry
+    from the history, then the last error."""
+    runs = [
+        {"attempt": e.attempt, "at": e.at, **_brief(e.error)}
+        for e in events
+        if e.status == TaskStatus.RETRYING.value and e.error is not None
+    ]
+    runs.append({"attempt": attempts, "at": time.time(), **_brief(last)})
+    return runs[-HISTORY_RUNS:]
+
+
+def _brief(error: TaskError) -> dict[str, Any]:
+    return {
+        "type": error.type,
+        "message": error.message[:HISTORY_MESSAGE],
+        "reason": error.reason or "error",
+    }
 
 
 def _error(exc: BaseException, reason: str, with_traceback: bool) -> TaskError:
@@ -404,4 +510,4 @@ async def _quietly(awaitable: Any) -> None:
         log.debug("best-effort step failed", error=str(exc))
 
 
-__all__ = ["Executor", "ExecutorStats"]
+__all__ = ["EventRoute", "Executor", "ExecutorStats"]

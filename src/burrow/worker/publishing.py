@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import orjson
+
 from burrow.broker.amqp import AmqpBroker, Delivery
 from burrow.broker.topology import Names, delay_exchange, delay_tier, tier_for
 from burrow.tasks.envelope import (
@@ -16,6 +18,7 @@ from burrow.tasks.envelope import (
     HDR_DEAD_AT,
     HDR_ERROR,
     HDR_ETA,
+    HDR_HISTORY,
     HDR_ORIGIN,
     HDR_REASON,
     HDR_RUNS,
@@ -31,6 +34,13 @@ class Republisher:
     def __init__(self, broker: AmqpBroker, names: Names) -> None:
         self._broker = broker
         self._names = names
+        #: Unprefixed queue -> the queue whose ``.dlq`` takes its dead letters, for queues
+        #: that do not have their own (a broadcast subscriber's per-worker queues).
+        self._dead_letters_of: dict[str, str] = {}
+
+    def route_dead_letters(self, queue: str, *, to: str) -> None:
+        """Send the dead letters of ``queue`` to ``to``'s dead-letter queue (unprefixed)."""
+        self._dead_letters_of[queue] = to
 
     async def delay(
         self,
@@ -74,8 +84,11 @@ class Republisher:
         error: TaskError,
         runs: int,
         task_id: str | None = None,
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Put a copy of ``delivery`` in ``queue``'s dead-letter queue with why it died."""
+        """Put a copy of ``delivery`` in ``queue``'s dead-letter queue with why it died
+        and, for tasks that ran, the errors of their failed runs (``history``)."""
+        queue = self._dead_letters_of.get(queue, queue)
         headers = dict(delivery.headers or {})
         headers.pop(HDR_ETA, None)
         headers[HDR_REASON] = error.reason or "error"
@@ -83,6 +96,8 @@ class Republisher:
         headers[HDR_RUNS] = runs
         headers[HDR_ORIGIN] = queue
         headers[HDR_DEAD_AT] = int(time.time() * 1000)
+        if history:
+            headers[HDR_HISTORY] = orjson.dumps(history).decode()
         await self._broker.publish(
             self._names.dlq(queue),
             delivery.body,

@@ -3,7 +3,17 @@
 Lifecycle: connect (retrying until the broker and Redis answer) -> declare topology ->
 consume -> on stop: cancel consumers, let in-flight tasks finish within ``grace``, give the
 rest back (lease released, message requeued), close. Maintenance loops renew the leases of
-running attempts, reap expired leases of dead workers, and write heartbeats.
+running attempts, reap expired leases of dead workers, write heartbeats, and drop entries of
+expired records from the listing index.
+
+Besides its work queues each worker consumes its own exclusive queue bound to the
+``{ns}.control`` fanout exchange: ``Burrow.cancel`` of a running task tells every worker
+there, and the one running the attempt stops it. The listener costs nothing per task.
+
+It also consumes the app's event subscribers and RPC handlers (all of them unless
+``subscribers=`` / ``rpc=`` name a selection; ``queues=`` selects task queues only). A
+subscriber's exchange, queue and bindings are declared on its consumer's robust channel, so
+aio-pika declares them again after a reconnect before the consumer resubscribes.
 """
 
 from __future__ import annotations
@@ -14,21 +24,39 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
 import structlog
 
-from burrow.broker.amqp import Consumer
-from burrow.errors import BrokerError, StateError, StateUnavailable
-from burrow.worker.executor import Executor, ExecutorStats
+from burrow.broker.amqp import Consumer, Delivery
+from burrow.broker.topology import (
+    CONTROL_CANCEL,
+    QueueSpec,
+    broadcast_queue,
+    control_exchange,
+    control_queue,
+    dead_letter_queue,
+    event_exchange,
+    rpc_queue,
+)
+from burrow.errors import BrokerError, ConfigurationError, StateError, StateUnavailable
+from burrow.tasks.definition import TaskDefinition
+from burrow.tasks.handlers import Subscriber
+from burrow.worker.executor import EventRoute, Executor, ExecutorStats
 from burrow.worker.publishing import Republisher
+from burrow.worker.rpc import RpcServer, RpcServerStats
 
 if TYPE_CHECKING:
     from burrow.app import Burrow
 
 log = structlog.get_logger("burrow.worker")
+
+#: Seconds between two passes over the oldest entries of the listing index.
+INDEX_TRIM_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +76,10 @@ class WorkerStatistics:
     rejected_messages: int
     deduplicated: int
     fenced: int
+    cancelled: int
+    rpc_received: int = 0
+    rpc_replied: int = 0
+    rpc_dropped: int = 0
 
 
 class Worker:
@@ -60,10 +92,18 @@ class Worker:
         queues: list[str] | None = None,
         concurrency: int | None = None,
         grace: float | None = None,
+        subscribers: Sequence[str] | None = None,
+        rpc: Sequence[str] | None = None,
     ) -> None:
         ws = app.settings.worker
         self.app = app
-        self.queues = tuple(queues or app.registry.queues() or ["default"])
+        self.subscribers = _select("subscriber", app.handlers.subscribers(), subscribers)
+        self.rpc_handlers = _select("rpc handler", app.handlers.rpc_handlers(), rpc)
+        only_handlers = not len(app.registry) and (self.subscribers or self.rpc_handlers)
+        self.queues = tuple(
+            queues or app.registry.queues() or ([] if only_handlers else ["default"])
+        )
+        _check_queues(self.queues, self.subscribers)
         self.concurrency = concurrency or ws.concurrency
         self.prefetch = app.settings.prefetch or self.concurrency
         self.grace = ws.grace if grace is None else grace
@@ -74,10 +114,16 @@ class Worker:
             thread_name_prefix="burrow-sync",
         )
         self._executor: Executor | None = None
+        self._rpc: RpcServer | None = None
+        #: Set once every consumer is attached (queues declared and bound).
+        self.ready = asyncio.Event()
         self._consumers: list[Consumer] = []
+        #: Kept apart from the work consumers: cancel requests still count while draining.
+        self._control: Consumer | None = None
 
     def statistics(self) -> WorkerStatistics:
         stats = self._executor.stats if self._executor else ExecutorStats()
+        rpc = self._rpc.stats if self._rpc else RpcServerStats()
         return WorkerStatistics(
             worker_id=self.worker_id,
             queues=self.queues,
@@ -92,6 +138,10 @@ class Worker:
             rejected_messages=stats.rejected_messages,
             deduplicated=stats.deduplicated,
             fenced=stats.fenced,
+            cancelled=stats.cancelled,
+            rpc_received=rpc.received,
+            rpc_replied=rpc.replied,
+            rpc_dropped=rpc.refused + rpc.expired + rpc.reply_failed,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -101,10 +151,18 @@ class Worker:
         await self._open_state(stop)
         for queue in self.queues:
             await app.declare_queue(queue)
+        republisher = Republisher(app.broker, app.names)
+        await self._declare_subscriber_queues(republisher)
+        self._rpc = RpcServer(
+            broker=app.broker,
+            pool=self._pool,
+            default_timeout=app.settings.task_timeout,
+            max_message_bytes=app.settings.max_message_bytes,
+        )
         self._executor = executor = Executor(
             registry=app.registry,
             state=app.state,
-            republisher=Republisher(app.broker, app.names),
+            republisher=republisher,
             clock=app.clock,
             worker_id=self.worker_id,
             pool=self._pool,
@@ -115,17 +173,21 @@ class Worker:
         )
         try:
             async with asyncio.TaskGroup() as tg:
-                maintenance = tg.create_task(self._maintain(), name="maintenance")
+                done = asyncio.Event()
+                tg.create_task(self._maintain(done), name="maintenance")
                 await self._consume_all(executor)
+                self.ready.set()
                 log.info(
                     "worker started",
                     worker=self.worker_id,
                     queues=list(self.queues),
+                    subscribers=[s.name for s in self.subscribers],
+                    rpc=[d.name for d in self.rpc_handlers],
                     concurrency=self.concurrency,
                 )
                 await stop.wait()
                 await self._drain(executor)
-                maintenance.cancel()
+                done.set()
         finally:
             await self._close()
 
@@ -142,6 +204,13 @@ class Worker:
             delay = min(delay * 2, 5.0)
 
     async def _consume_all(self, executor: Executor) -> None:
+        # The control queue first: once work arrives, cancel requests are heard.
+        self._control = await self.app.broker.consume(
+            control_queue(self.app.names, self.worker_id),
+            prefetch=100,
+            handler=self._on_control,
+            bind_to=control_exchange(self.app.names),
+        )
         for queue in self.queues:
             spec = self.app.work_queue_spec(queue)
 
@@ -151,6 +220,77 @@ class Worker:
             self._consumers.append(
                 await self.app.broker.consume(spec, prefetch=self.prefetch, handler=handler)
             )
+        for sub in self.subscribers:
+            await self._consume_subscriber(executor, sub)
+        for definition in self.rpc_handlers:
+            await self._consume_rpc(definition)
+
+    def _subscriber_queue(self, sub: Subscriber) -> tuple[QueueSpec, str]:
+        """The queue ``sub`` consumes here (spec and unprefixed name) and its dedupe key."""
+        if sub.shared:
+            return self.app.work_queue_spec(sub.queue), sub.name
+        return broadcast_queue(self.app.names, sub.name, self.worker_id), (
+            f"{sub.name}@{self.worker_id}"
+        )
+
+    async def _declare_subscriber_queues(self, republisher: Republisher) -> None:
+        """Shared queues with their dead-letter queues; for broadcast subscribers the shared
+        dead-letter queue their per-worker queues send to."""
+        app = self.app
+        for sub in self.subscribers:
+            if sub.shared:
+                await app.declare_queue(sub.queue)
+                continue
+            kind = app.queue_type(sub.queue)
+            await app.broker.declare_queue(dead_letter_queue(app.names, sub.queue, queue_type=kind))
+            spec, _ = self._subscriber_queue(sub)
+            republisher.route_dead_letters(app.names.unprefixed(spec.name), to=sub.queue)
+
+    async def _consume_subscriber(self, executor: Executor, sub: Subscriber) -> None:
+        spec, key = self._subscriber_queue(sub)
+        queue = self.app.names.unprefixed(spec.name)
+        route = EventRoute(sub.definition, key)
+
+        async def handler(delivery: Any) -> None:
+            await executor.handle(delivery, queue, route)
+
+        self._consumers.append(
+            await self.app.broker.consume(
+                spec,
+                prefetch=self.prefetch,
+                handler=handler,
+                bind_to=event_exchange(self.app.names, sub.exchange),
+                bindings=sub.bindings(self.app.names, spec.name),
+            )
+        )
+
+    async def _consume_rpc(self, definition: TaskDefinition) -> None:
+        server = self._rpc
+        if server is None:  # pragma: no cover - run() builds it before consuming
+            raise RuntimeError("rpc server not built")
+
+        async def handler(delivery: Any) -> None:
+            await server.handle(delivery, definition)
+
+        self._consumers.append(
+            await self.app.broker.consume(
+                rpc_queue(self.app.names, definition.name),
+                prefetch=self.prefetch,
+                handler=handler,
+            )
+        )
+
+    async def _on_control(self, delivery: Delivery) -> None:
+        """A control message: cancel the attempt it names if it runs here."""
+        try:
+            message = orjson.loads(delivery.body)
+            if delivery.type == CONTROL_CANCEL and self._executor is not None:
+                task_id, lease = str(message["task_id"]), str(message["lease"])
+                if self._executor.cancel(task_id, lease):
+                    log.info("task cancelled on request", task_id=task_id)
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            log.warning("unreadable control message", type=delivery.type, error=str(exc))
+        await delivery.ack()
 
     async def _drain(self, executor: Executor) -> None:
         """Graceful stop (RELIABILITY G6): no new starts, finish or give back in-flight."""
@@ -161,6 +301,8 @@ class Worker:
                 log.warning("could not cancel consumer", error=str(exc))
         executor.closing = True
         log.info("worker stopping", in_flight=executor.in_flight, grace=self.grace)
+        if self._rpc is not None:
+            await self._rpc.wait_idle(self.grace)  # replies are at-most-once: nothing to give back
         if not await executor.wait_idle(self.grace):
             log.warning(
                 "grace period over; returning unfinished tasks to the queue",
@@ -170,7 +312,8 @@ class Worker:
             await executor.wait_idle(5.0)
 
     async def _close(self) -> None:
-        for consumer in self._consumers:
+        control, self._control = self._control, None
+        for consumer in [*self._consumers, *([control] if control else [])]:
             try:
                 await consumer.close()
             except BrokerError as exc:
@@ -180,12 +323,16 @@ class Worker:
             await self.app.state.forget_worker(self.worker_id)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _maintain(self) -> None:
-        """Renew leases, reap expired ones, and write heartbeats, forever."""
+    async def _maintain(self, done: asyncio.Event) -> None:
+        """Renew leases, reap expired ones, and write heartbeats until ``done`` is set.
+
+        Stopped by the event rather than by cancellation: a cancel that lands inside a
+        redis-py call can be swallowed (redis/redis-py#2028), leaving the loop running.
+        """
         s = self.app.settings
         tick = min(s.lease_ttl / 3, s.reaper_interval, s.worker_heartbeat)
-        last_reap = last_beat = 0.0
-        while True:
+        last_reap = last_beat = last_trim = 0.0
+        while not done.is_set():
             now = time.monotonic()
             try:
                 await self._renew()
@@ -197,9 +344,14 @@ class Worker:
                 if now - last_beat >= s.worker_heartbeat:
                     last_beat = now
                     await self._heartbeat()
+                if now - last_trim >= INDEX_TRIM_INTERVAL:
+                    last_trim = now
+                    await self.app.state.trim_index()
             except StateError as exc:
                 log.warning("maintenance step failed", error=str(exc))
-            await asyncio.sleep(tick)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(tick):
+                    await done.wait()
 
     async def _renew(self) -> None:
         if self._executor and self._executor.leases:
@@ -222,4 +374,36 @@ class Worker:
         }
         await self.app.state.heartbeat(
             self.worker_id, info, ttl=self.app.settings.worker_heartbeat * 3
+        )
+
+
+_H = TypeVar("_H", Subscriber, TaskDefinition)
+
+
+def _select(kind: str, available: list[_H], names: Sequence[str] | None) -> list[_H]:
+    """The handlers named in ``names`` (all when None).
+
+    Raises:
+        ConfigurationError: a name the app does not have.
+    """
+    if names is None:
+        return available
+    by_name = {h.name: h for h in available}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigurationError(f"unknown {kind}(s): {', '.join(unknown)}")
+    return [by_name[n] for n in names]
+
+
+def _check_queues(task_queues: Sequence[str], subscribers: list[Subscriber]) -> None:
+    """A queue has one kind of consumer: a subscriber's shared queue cannot be a task queue.
+
+    Raises:
+        ConfigurationError: a subscriber's ``queue=`` is also a task queue here.
+    """
+    clash = sorted({s.queue for s in subscribers if s.shared} & set(task_queues))
+    if clash:
+        raise ConfigurationError(
+            f"queue(s) {', '.join(clash)} are both task queues and subscriber queues; "
+            "give the subscriber its own queue"
         )

@@ -1,8 +1,10 @@
-"""``--processes N``: start N worker processes, restart any that dies, stop them together.
+"""Supervised child processes: ``burrow worker --processes N`` and ``burrow up``.
 
-Each child is ``python -m burrow worker APP ...`` (a fresh interpreter: no forked event
-loop or connection state). A child that exits unexpectedly is restarted after a short
-backoff; on SIGTERM/SIGINT every child gets SIGTERM and its own graceful shutdown.
+Each child is ``python -m burrow <command> ...`` (a fresh interpreter: no forked event loop
+or connection state), started in its own session so a terminal's Ctrl-C reaches only the
+supervisor, which then stops the children in order. A child that exits unexpectedly is
+restarted after a backoff that grows with its restarts; on SIGTERM/SIGINT every child gets
+SIGTERM and runs its own graceful shutdown, and the supervisor waits for all of them.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from dataclasses import dataclass
 
 import structlog
 
@@ -19,26 +22,44 @@ log = structlog.get_logger("burrow.supervisor")
 RESTART_BACKOFF_CAP = 10.0
 
 
-async def supervise(worker_args: list[str], processes: int) -> int:
-    """Run ``processes`` children with ``worker_args`` until a stop signal; returns 0 when
-    every child stopped cleanly."""
+@dataclass(frozen=True, slots=True)
+class Child:
+    """One supervised process: ``python -m burrow *argv``, called ``name`` in logs."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def worker_children(worker_args: list[str], processes: int) -> list[Child]:
+    """``processes`` single-process workers with ``worker_args``."""
+    argv = ("worker", *worker_args, "--processes", "1")
+    return [Child(f"worker-{i}", argv) for i in range(processes)]
+
+
+async def supervise_children(children: list[Child]) -> int:
+    """Run ``children`` until a stop signal; returns 0 when every one stopped cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with asyncio.TaskGroup() as tg:
-        slots = [tg.create_task(_keep_running(i, worker_args, stop)) for i in range(processes)]
+        slots = [tg.create_task(_keep_running(child, stop)) for child in children]
     codes = [slot.result() for slot in slots]
     return 0 if all(code == 0 for code in codes) else 1
 
 
-async def _keep_running(slot: int, worker_args: list[str], stop: asyncio.Event) -> int:
+async def supervise(worker_args: list[str], processes: int) -> int:
+    """``burrow worker --processes N``: N supervised worker processes."""
+    return await supervise_children(worker_children(worker_args, processes))
+
+
+async def _keep_running(child: Child, stop: asyncio.Event) -> int:
     restarts = 0
     while True:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "burrow", "worker", *worker_args, "--processes", "1"
+            sys.executable, "-m", "burrow", *child.argv, start_new_session=True
         )
-        log.info("worker process started", slot=slot, pid=proc.pid, restarts=restarts)
+        log.info("process started", child=child.name, pid=proc.pid, restarts=restarts)
         waiter = asyncio.ensure_future(proc.wait())
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -46,14 +67,14 @@ async def _keep_running(slot: int, worker_args: list[str], stop: asyncio.Event) 
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)
             code = await waiter
-            log.info("worker process stopped", slot=slot, pid=proc.pid, code=code)
+            log.info("process stopped", child=child.name, pid=proc.pid, code=code)
             return code
         stopper.cancel()
         restarts += 1
         delay = min(RESTART_BACKOFF_CAP, 0.5 * 2 ** min(restarts - 1, 5))
         log.warning(
-            "worker process died; restarting",
-            slot=slot,
+            "process died; restarting",
+            child=child.name,
             pid=proc.pid,
             code=proc.returncode,
             restarts=restarts,

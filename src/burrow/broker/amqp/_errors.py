@@ -17,6 +17,37 @@ from burrow.errors import (
     Unroutable,
 )
 
+_UNAVAILABLE = (
+    amqp_exc.AMQPConnectionError,
+    amqp_exc.ChannelInvalidStateError,
+    amqp_exc.ChannelClosed,
+    ConnectionError,
+    OSError,
+    asyncio.IncompleteReadError,
+)
+
+
+def amqp_error(exc: BaseException, *, queue: str | None, what: str) -> BaseException:
+    """The burrow error for an AMQP client's exception (others are returned unchanged);
+    see ``map_amqp_errors`` for the mapping."""
+    mapped: BaseException
+    if isinstance(exc, amqp_exc.PublishError):
+        mapped = Unroutable(f"{what}: no queue is bound for the message", queue=queue)
+    elif isinstance(exc, amqp_exc.DeliveryError):
+        mapped = PublishRejected(f"{what}: the broker nacked the message", queue=queue)
+    elif isinstance(exc, TimeoutError):
+        mapped = PublishTimeout(f"{what}: no answer from the broker in time")
+    elif isinstance(exc, amqp_exc.ChannelNotFoundEntity | amqp_exc.ChannelPreconditionFailed):
+        mapped = BrokerError(f"{what}: {exc}", queue=queue)
+    elif isinstance(exc, _UNAVAILABLE):
+        mapped = BrokerUnavailable(f"{what}: broker unavailable ({exc!r})", queue=queue)
+    elif isinstance(exc, amqp_exc.AMQPError | pamqp.exceptions.PAMQPException):
+        mapped = BrokerError(f"{what}: {exc!r}", queue=queue)
+    else:
+        return exc
+    mapped.__cause__ = exc
+    return mapped
+
 
 @contextmanager
 def map_amqp_errors(*, queue: str | None = None, what: str = "broker operation") -> Iterator[None]:
@@ -32,22 +63,10 @@ def map_amqp_errors(*, queue: str | None = None, what: str = "broker operation")
     """
     try:
         yield
-    except amqp_exc.PublishError as exc:
-        raise Unroutable(f"{what}: no queue is bound for the message", queue=queue) from exc
-    except amqp_exc.DeliveryError as exc:
-        raise PublishRejected(f"{what}: the broker nacked the message", queue=queue) from exc
-    except TimeoutError as exc:
-        raise PublishTimeout(f"{what}: no answer from the broker in time") from exc
-    except (amqp_exc.ChannelNotFoundEntity, amqp_exc.ChannelPreconditionFailed) as exc:
-        raise BrokerError(f"{what}: {exc}", queue=queue) from exc
     except (
-        amqp_exc.AMQPConnectionError,
-        amqp_exc.ChannelInvalidStateError,
-        amqp_exc.ChannelClosed,
-        ConnectionError,
-        OSError,
-        asyncio.IncompleteReadError,
+        amqp_exc.AMQPError,
+        pamqp.exceptions.PAMQPException,
+        TimeoutError,
+        *_UNAVAILABLE,
     ) as exc:
-        raise BrokerUnavailable(f"{what}: broker unavailable ({exc!r})", queue=queue) from exc
-    except (amqp_exc.AMQPError, pamqp.exceptions.PAMQPException) as exc:
-        raise BrokerError(f"{what}: {exc!r}", queue=queue) from exc
+        raise amqp_error(exc, queue=queue, what=what) from exc

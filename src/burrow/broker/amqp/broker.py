@@ -17,24 +17,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import aiormq
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustQueue
+from aio_pika.abc import AbstractRobustChannel
 from pamqp.commands import Basic
 
-from burrow.broker.amqp._errors import map_amqp_errors
+from burrow.broker.amqp._errors import amqp_error, map_amqp_errors
 from burrow.broker.amqp.connection import JitteredRobustConnection, make_connection
+from burrow.broker.amqp.consumer import Consumer, Delivery, Handler
+from burrow.broker.amqp.rpc import RpcClient
 from burrow.broker.topology import BindingSpec, ExchangeSpec, QueueSpec
 from burrow.config import AmqpSettings
-from burrow.errors import BrokerUnavailable
+from burrow.errors import BrokerUnavailable, PublishTimeout
 from burrow.tasks.envelope import JSON
 
 PERSISTENT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One message of a ``publish_many`` batch."""
+
+    body: bytes
+    message_id: str
+    headers: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,108 +54,6 @@ class QueueStats:
     name: str
     messages: int
     consumers: int
-
-
-class Delivery:
-    """One received message; ack or nack it exactly once."""
-
-    __slots__ = ("_msg",)
-
-    def __init__(self, message: AbstractIncomingMessage) -> None:
-        self._msg = message
-
-    @property
-    def message_id(self) -> str | None:
-        return self._msg.message_id
-
-    @property
-    def type(self) -> str | None:
-        return self._msg.type
-
-    @property
-    def content_type(self) -> str | None:
-        return self._msg.content_type
-
-    @property
-    def content_encoding(self) -> str | None:
-        return self._msg.content_encoding
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        return self._msg.headers
-
-    @property
-    def body(self) -> bytes:
-        return self._msg.body
-
-    @property
-    def redelivered(self) -> bool:
-        return bool(self._msg.redelivered)
-
-    @property
-    def priority(self) -> int | None:
-        return self._msg.priority
-
-    @property
-    def timestamp(self) -> datetime | None:
-        return self._msg.timestamp
-
-    @property
-    def routing_key(self) -> str | None:
-        return self._msg.routing_key
-
-    @property
-    def correlation_id(self) -> str | None:
-        return self._msg.correlation_id
-
-    @property
-    def reply_to(self) -> str | None:
-        return self._msg.reply_to
-
-    async def ack(self) -> None:
-        """Acknowledge; the broker forgets the message.
-
-        Raises:
-            BrokerUnavailable: the channel is gone (the broker will redeliver).
-        """
-        with map_amqp_errors(what="ack"):
-            await self._msg.ack()
-
-    async def nack(self, *, requeue: bool) -> None:
-        """Negative-acknowledge; with ``requeue`` the broker delivers it again.
-
-        Raises:
-            BrokerUnavailable: the channel is gone (the broker will redeliver anyway).
-        """
-        with map_amqp_errors(what="nack"):
-            await self._msg.nack(requeue=requeue)
-
-
-Handler = Callable[[Delivery], Awaitable[None]]
-
-
-class Consumer:
-    """A running consumer on one queue, on its own channel with its own prefetch."""
-
-    def __init__(self, channel: AbstractRobustChannel, queue: AbstractRobustQueue, tag: str):
-        self._channel = channel
-        self._queue = queue
-        self._tag = tag
-
-    @property
-    def queue_name(self) -> str:
-        return self._queue.name
-
-    async def cancel(self) -> None:
-        """Stop receiving new messages (``basic.cancel``); unacked ones stay with us."""
-        with map_amqp_errors(what="cancel consumer"):
-            await self._queue.cancel(self._tag)
-
-    async def close(self) -> None:
-        """Close the channel; the broker requeues whatever is still unacked."""
-        if not self._channel.is_closed:
-            with map_amqp_errors(what="close consumer channel"):
-                await self._channel.close()
 
 
 class AmqpBroker:
@@ -237,7 +145,9 @@ class AmqpBroker:
     async def declare_exchange(self, spec: ExchangeSpec) -> None:
         channel = self._topology_channel()
         with map_amqp_errors(what=f"declare exchange {spec.name}"):
-            await channel.declare_exchange(spec.name, spec.type, durable=spec.durable)
+            await channel.declare_exchange(
+                spec.name, spec.type, durable=spec.durable, auto_delete=spec.auto_delete
+            )
         self._declared.add(f"exchange:{spec.name}")
 
     async def bind(self, spec: BindingSpec) -> None:
@@ -320,6 +230,53 @@ class AmqpBroker:
                 timeout=self._settings.publish_timeout,
             )
 
+    async def publish_many(
+        self, routing_key: str, messages: Sequence[OutgoingMessage], *, type_: str | None
+    ) -> list[BaseException | None]:
+        """Publish ``messages`` to ``routing_key`` on one confirm channel, pipelined.
+
+        One timeout (``publish_timeout``) covers the whole batch instead of one timer per
+        message. Returns, per message, None when the broker confirmed it, or the error
+        (``PublishTimeout`` for those unconfirmed when the time ran out).
+        """
+        channel = await self._next_channel()
+        now = datetime.now(tz=UTC)
+        what = f"publish to {routing_key!r}"
+
+        publish = channel.basic_publish
+        tasks = [
+            asyncio.ensure_future(
+                publish(
+                    m.body,
+                    routing_key=routing_key,
+                    properties=Basic.Properties(
+                        content_type=JSON,
+                        delivery_mode=PERSISTENT,
+                        message_id=m.message_id,
+                        message_type=type_,
+                        headers=m.headers,
+                        timestamp=now,
+                    ),
+                    mandatory=True,
+                )
+            )
+            for m in messages
+        ]
+        if not tasks:
+            return []
+        try:
+            _, pending = await asyncio.wait(tasks, timeout=self._settings.publish_timeout)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        timeout = PublishTimeout(f"{what}: no confirm within {self._settings.publish_timeout} s")
+        return [timeout if t.cancelled() else _result(t, routing_key, what) for t in tasks]
+
     async def _next_channel(self) -> aiormq.abc.AbstractChannel:
         self._require()
         channels = self._robust_publish
@@ -333,15 +290,34 @@ class AmqpBroker:
 
     # -- consuming --------------------------------------------------------------------
 
-    async def consume(self, spec: QueueSpec, *, prefetch: int, handler: Handler) -> Consumer:
+    async def consume(
+        self,
+        spec: QueueSpec,
+        *,
+        prefetch: int,
+        handler: Handler,
+        bind_to: ExchangeSpec | None = None,
+        bindings: Sequence[BindingSpec] = (),
+    ) -> Consumer:
         """Start consuming ``spec`` (declared first) with manual acks.
 
-        ``handler`` runs in the task aiormq starts for each delivery; it must ack or nack.
+        ``handler`` runs in the task aiormq starts for each delivery; it must settle it.
+        With ``bind_to`` the exchange is declared and the queue bound to it on the
+        consumer's own robust channel, so after a reconnect aio-pika declares both again
+        (exchange, queue, bindings, in that order) before the consumer resubscribes.
+        ``bindings`` give the routing keys and arguments (default: one binding, key "").
         """
         conn = self._require()
         with map_amqp_errors(queue=spec.name, what=f"consume {spec.name}"):
             channel = await conn.channel(publisher_confirms=False)
             await channel.set_qos(prefetch_count=prefetch)
+            if bind_to is not None:
+                await channel.declare_exchange(
+                    bind_to.name,
+                    bind_to.type,
+                    durable=bind_to.durable,
+                    auto_delete=bind_to.auto_delete,
+                )
             queue = await channel.declare_queue(
                 spec.name,
                 durable=spec.durable,
@@ -349,12 +325,75 @@ class AmqpBroker:
                 auto_delete=spec.auto_delete,
                 arguments=spec.arguments,
             )
+            if bind_to is not None:
+                for b in bindings or (BindingSpec(spec.name, bind_to.name),):
+                    await queue.bind(bind_to.name, b.routing_key, arguments=b.arguments or None)
 
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                await handler(Delivery(message))
+            consumer = Consumer(channel, queue.name, handler)
+            await consumer.start()
+        return consumer
 
-            tag = await queue.consume(on_message, no_ack=False)
-        return Consumer(channel, queue, tag)
+    async def broadcast(self, exchange: ExchangeSpec, body: bytes, *, type_: str) -> None:
+        """Publish a transient message to ``exchange`` (declared first), e.g. a control
+        message to the workers. Not ``mandatory``: with nobody bound it is dropped.
+
+        A short-lived plain channel, not the publish pool: the auto-delete exchange can
+        vanish between the declare and the publish (the last worker stopped), and the
+        broker then closes the channel (404), which must not hit the shared channels.
+
+        Raises:
+            BrokerError: the broker refused or could not be reached.
+        """
+        conn = self._require()
+        with map_amqp_errors(what=f"publish to {exchange.name}"):
+            transport = conn.transport
+            if transport is None:
+                raise BrokerUnavailable("the broker connection is reconnecting")
+            channel = await transport.connection.channel(publisher_confirms=True)
+            try:
+                async with asyncio.timeout(self._settings.publish_timeout):
+                    await channel.exchange_declare(
+                        exchange.name,
+                        exchange_type=exchange.type,
+                        durable=exchange.durable,
+                        auto_delete=exchange.auto_delete,
+                    )
+                    await channel.basic_publish(
+                        body,
+                        exchange=exchange.name,
+                        routing_key="",
+                        properties=Basic.Properties(content_type=JSON, message_type=type_),
+                    )
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+
+    async def exchange_exists(self, name: str) -> bool:
+        """True when exchange ``name`` exists (a passive declare on a scratch channel, which
+        the broker closes when it does not)."""
+        conn = self._require()
+        with map_amqp_errors(what=f"inspect exchange {name}"):
+            transport = conn.transport
+            if transport is None:
+                raise BrokerUnavailable("the broker connection is reconnecting")
+            channel = await transport.connection.channel()
+            try:
+                await channel.exchange_declare(name, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return False
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+        return True
+
+    async def open_rpc_client(self) -> RpcClient:
+        """A started ``RpcClient`` on a channel of its own (see ``rpc.py``)."""
+        conn = self._require()
+        with map_amqp_errors(what="open the rpc reply consumer"):
+            channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
+            client = RpcClient(channel, publish_timeout=self._settings.publish_timeout)
+            await client.start()
+        return client
 
     # -- inspection and administration ------------------------------------------------
 
@@ -408,7 +447,7 @@ class AmqpBroker:
                     raw = await channel.basic_get(name, no_ack=False)
                     if raw.delivery_tag is None:
                         break
-                    found.append(Delivery(aio_pika.IncomingMessage(raw, no_ack=False)))
+                    found.append(Delivery(raw))
         return found
 
     async def drain(
@@ -425,7 +464,7 @@ class AmqpBroker:
                     raw = await channel.basic_get(name, no_ack=False)
                     if raw.delivery_tag is None:
                         break
-                    if await handler(Delivery(aio_pika.IncomingMessage(raw, no_ack=False))):
+                    if await handler(Delivery(raw)):
                         await channel.basic_ack(raw.delivery_tag)
                         done += 1
                     else:
@@ -443,9 +482,14 @@ class AmqpBroker:
         return int(result.message_count or 0)
 
 
+def _result(task: asyncio.Future[Any], queue: str, what: str) -> BaseException | None:
+    exc = task.exception()
+    return None if exc is None else amqp_error(exc, queue=queue, what=what)
+
+
 def message_timestamp(ts: float) -> datetime:
     """A Unix time as the AMQP ``timestamp`` property."""
     return datetime.fromtimestamp(ts, tz=UTC)
 
 
-__all__ = ["AmqpBroker", "Consumer", "Delivery", "QueueStats"]
+__all__ = ["AmqpBroker", "Consumer", "Delivery", "OutgoingMessage", "QueueStats"]

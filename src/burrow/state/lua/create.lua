@@ -1,5 +1,6 @@
 -- Create a task record in status 'queued' unless one exists (then return 0).
--- KEYS: task, events | ARGV: id, name, queue, payload, max_retries, trace_id, eta, ttl
+-- Also indexes it in the listing index (sorted set, score = created_at).
+-- KEYS: task, events, index | ARGV: id, name, queue, payload, max_retries, trace_id, eta, ttl
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -10,4 +11,5 @@ if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'eta', ARGV[7]) end
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('RPUSH', KEYS[2], cjson.encode({at = t, status = 'queued', attempt = 0}))
 redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('ZADD', KEYS[3], t, ARGV[1])
 return 1

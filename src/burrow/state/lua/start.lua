@@ -1,5 +1,5 @@
 -- Begin an attempt: take the lease and count the run, or say why not.
--- KEYS: task, events, running
+-- KEYS: task, events, running, index
 -- ARGV: id, token, lease_ms, worker, max_runs, name, queue, payload, trace_id, ttl
 -- Returns {code, attempts, extra}: code is 'run', 'terminal' (extra = status), 'busy'
 -- (extra = ms left on the other attempt's lease) or 'exhausted'.
@@ -16,6 +16,7 @@ if not status then
     'created_at', t, 'trace_id', ARGV[9])
   redis.call('RPUSH', KEYS[2], cjson.encode({at = t, status = 'queued', attempt = 0,
     note = 'record created by the worker'}))
+  redis.call('ZADD', KEYS[4], t, ARGV[1])
 end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
