@@ -21,7 +21,7 @@ services:
 up: venv services
 	$(BIN)/python -m examples.demo
 
-test: venv services
+test: venv services lint
 	$(BIN)/pytest
 
 lint: venv
@@ -30,7 +30,10 @@ lint: venv
 	$(BIN)/mypy
 
 bench: venv services
+	bash scripts/services.sh --tools
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.patterns
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

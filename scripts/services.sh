@@ -2,6 +2,7 @@
 # Make sure RabbitMQ (127.0.0.1:5672) and Redis (127.0.0.1:6379) answer. For each server
 # that does not: install it from Debian's packages if it is missing, start it, and wait
 # until it answers. Safe to run again and again; it changes nothing when both answer.
+# With --tools it also installs the load generator the HTTP benchmark uses (wrk).
 set -euo pipefail
 
 AMQP_PORT=${BURROW_AMQP_PORT:-5672}
@@ -35,6 +36,10 @@ wait_for() {  # name port
   done
   echo "services: $1 answers on 127.0.0.1:$2"
 }
+
+if [ "${1:-}" = "--tools" ]; then  # what `make bench` needs besides the servers
+  install_pkg wrk wrk
+fi
 
 if ! answers 127.0.0.1 "$REDIS_PORT"; then
   install_pkg redis-server redis-server

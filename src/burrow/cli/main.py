@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from burrow.cli import ops, run, tasks
+from burrow.cli import ops, run, serve, tasks
 
 cli = typer.Typer(
     name="burrow",
@@ -15,6 +15,8 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+cli.command("up")(serve.up)
+cli.command("api")(serve.api)
 cli.command("worker")(run.worker)
 cli.command("submit")(tasks.submit)
 cli.command("status")(tasks.status)

@@ -22,18 +22,23 @@ QueueOpt = Annotated[
 
 
 def queues(app: AppArg) -> None:
-    """Show each queue's depth, consumers and dead letters."""
+    """Show each queue's type, depth, consumers and dead letters.
+
+    The type is the one the app declares the queue with (BURROW_QUEUE_TYPES, then the tasks'
+    queue_type=, then BURROW_QUEUE_TYPE); declaring fails if the broker holds another.
+    """
     run(_queues(load_app(app)))
 
 
 async def _queues(app: Burrow) -> None:
-    table = Table("queue", "broker name", "ready", "consumers", "dead letters")
+    table = Table("queue", "broker name", "type", "ready", "consumers", "dead letters")
     try:
         for queue in app.all_queues():
             work, dead = await app.queue_stats(queue)
             table.add_row(
                 queue,
                 app.names.queue(queue),
+                app.queue_type(queue),
                 str(work.messages) if work else "-",
                 str(work.consumers) if work else "-",
                 str(dead.messages) if dead else "-",

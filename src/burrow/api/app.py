@@ -1,0 +1,141 @@
+"""``create_app(burrow)``: the FastAPI app of a ``Burrow`` app, and ``serve`` to run it.
+
+The lifespan opens Redis and the broker (best effort, bounded: an API started while either
+is down still serves, answers 503 where it needs them, and ``/readyz`` says which is down)
+and closes them at shutdown. Settings are read from ``burrow.settings``; nothing here reads
+the environment or keeps global state (the metrics registry belongs to the app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from burrow.api import errors
+from burrow.api.deps import ApiState
+from burrow.api.front import ApiFront, LeanRoutes
+from burrow.api.limits import DepthGuard, RateLimiter, parse_rate
+from burrow.api.metrics import ApiMetrics
+from burrow.api.routes import events, health, lifecycle, ops, rpc, tasks
+from burrow.api.security import check_bind, parse_api_keys
+from burrow.app import Burrow
+from burrow.errors import BurrowError, ConfigurationError
+
+log = structlog.get_logger("burrow.api")
+
+DESCRIPTION = """\
+Submit, track, cancel and retry burrow tasks. Every JSON answer is the envelope
+`{"code", "message", "data"}` (plus `"error": {"type", "details"}` on errors), with `code`
+equal to the HTTP status. With `BURROW_API_KEYS` set, `/api/v1` and `/metrics` need
+`Authorization: Bearer <key>`. Each registered task has its own typed submit operation.
+"""
+
+
+async def _open(app: Burrow, timeout: float) -> None:
+    """Open Redis and the broker and declare the app's queues; log what is down."""
+    try:
+        async with asyncio.timeout(timeout):
+            await app.state.open()
+    except (BurrowError, TimeoutError) as exc:
+        log.warning("Redis is unavailable at start; /readyz answers 503", error=str(exc))
+    try:
+        await app.broker.connect(timeout=timeout)
+        for queue in app.registry.queues():
+            await app.declare_queue(queue)
+    except ConfigurationError:
+        raise
+    except (BurrowError, TimeoutError) as exc:
+        log.warning("the broker is unavailable at start; /readyz answers 503", error=str(exc))
+
+
+def create_app(burrow: Burrow) -> FastAPI:
+    """Build the HTTP API (SPEC §6) for ``burrow``.
+
+    Each task registered so far gets typed ``POST /api/v1/tasks/{name}`` and ``.../batch``
+    operations; tasks registered later are still served by the generic routes.
+
+    Raises:
+        ConfigurationError: ``BURROW_API_KEYS`` or ``BURROW_API_RATE_LIMIT`` is malformed.
+    """
+    settings = burrow.settings
+    try:
+        rate = parse_rate(settings.api_rate_limit)
+    except ValueError as exc:
+        raise ConfigurationError(f"BURROW_API_RATE_LIMIT: {exc}") from None
+    metrics = ApiMetrics()
+    state = ApiState(
+        burrow=burrow,
+        keys=parse_api_keys(settings.api_keys),
+        metrics=metrics,
+        limiter=RateLimiter(burrow, rate),
+        depth=DepthGuard(burrow, settings.max_queue_depth, settings.api_timeout),
+        timeout=settings.api_timeout,
+        wait_cap=settings.api_wait_cap,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await _open(burrow, settings.api_timeout)
+        try:
+            yield
+        finally:
+            await burrow.close()
+
+    api = FastAPI(
+        title="burrow",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    api.state.burrow_api = state
+    errors.install(api)
+    # Typed per-task routes first: Starlette matches in order, and the generic
+    # /tasks/{name} would otherwise take them.
+    typed = tasks.task_routes(burrow)
+    api.include_router(typed)
+    api.include_router(tasks.router)
+    api.include_router(lifecycle.router)
+    api.include_router(ops.router)
+    api.include_router(events.router)
+    api.include_router(rpc.router)
+    api.include_router(health.router)
+    lean = LeanRoutes(f"{tasks.PREFIX}/tasks/")
+    for route in typed.routes:
+        if isinstance(route, tasks.LeanRoute):
+            lean.add_typed(route)
+    lean.set_generic(*tasks.generic_routes())
+    # Metrics, body limits and the direct path to the submit handlers, in one middleware
+    # (the only one of ours: metrics see every answer, including the body limit's 413).
+    api.add_middleware(ApiFront, api=api, metrics=metrics, limit=settings.max_body_bytes, lean=lean)
+    return api
+
+
+def serve(
+    app: Burrow,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    insecure: bool = False,
+    log_level: str = "info",
+) -> None:
+    """Run the API with uvicorn until interrupted (blocking).
+
+    Raises:
+        ConfigurationError: ``host`` is not loopback, no API keys are set and ``insecure``
+            is False (see ``security.check_bind``).
+    """
+    import uvicorn
+
+    check_bind(app.settings, host, insecure)
+    uvicorn.run(
+        create_app(app),
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        timeout_keep_alive=5,
+    )

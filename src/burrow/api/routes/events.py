@@ -1,0 +1,78 @@
+"""``POST /api/v1/events/{exchange}``: publish an event (SPEC §6).
+
+Answers 202 with the event id once the broker confirmed the publish; 404 when no exchange of
+that name is declared (by this app's subscribers or on the broker); 422 for a bad body; 503
+when the broker is down. An event nobody is bound for is still 202 (not ``mandatory``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from burrow.api.deps import ApiState, State, Write, ensure_available
+from burrow.api.envelope import ApiError, Envelope, error_responses, ok
+from burrow.errors import UnknownExchange
+
+PREFIX = "/api/v1"
+
+router = APIRouter(prefix=PREFIX, tags=["events"])
+
+ExchangeName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$",
+        description="The exchange name without the namespace prefix.",
+    ),
+]
+
+
+class PublishRequest(BaseModel):
+    """One event to publish."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    routing_key: str = Field("", max_length=255, description="Ignored by fanout and headers.")
+    headers: dict[str, str | int | bool] = Field(
+        default_factory=dict, description="Message headers (what a headers exchange matches)."
+    )
+    payload: Any = Field(None, description="Any JSON value; each subscriber validates it.")
+    message_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Event id; subscribers dedupe by it."
+    )
+
+
+class Published(BaseModel):
+    id: str
+    exchange: str
+    routing_key: str
+
+
+@router.post(
+    "/events/{exchange}",
+    status_code=202,
+    response_model=Envelope[Published],
+    responses=error_responses(401, 403, 404, 413, 422, 429, 503),
+    summary="Publish an event to a declared exchange",
+)
+async def publish_event(
+    exchange: ExchangeName, body: PublishRequest, state: ApiState = State, _who: str = Write
+) -> Response:
+    await ensure_available(state)
+    try:
+        event_id = await state.burrow.publish(
+            exchange,
+            body.routing_key,
+            body.payload,
+            headers=dict(body.headers),
+            message_id=body.message_id,
+        )
+    except UnknownExchange as exc:
+        raise ApiError(404, "unknown_exchange", str(exc), {"exchange": exchange}) from None
+    data = Published(id=event_id, exchange=exchange, routing_key=body.routing_key)
+    return ok(data.model_dump(), status=202, message="published")

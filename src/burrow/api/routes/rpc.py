@@ -1,0 +1,73 @@
+"""``POST /api/v1/rpc/{name}``: call an RPC handler and answer with its reply (SPEC §6).
+
+200 with the reply as ``data``; 504 (``rpc_timeout``) when no reply came within the
+timeout; 502 (``rpc_error``, details ``{"type", "message"}``) when the handler raised or
+refused the payload; 404 (``unknown_rpc``) when no server ever declared the queue; 503
+when the broker is down; 422 when this app knows the handler and the payload does not validate.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from burrow.api.deps import ApiState, State, Write, ensure_available
+from burrow.api.envelope import ApiError, Envelope, error_responses, ok
+from burrow.errors import RpcError, RpcTimeout, Unroutable
+from burrow.messaging import CALL_TIMEOUT
+
+PREFIX = "/api/v1"
+#: Longest timeout a caller may ask for.
+MAX_TIMEOUT = 300.0
+
+router = APIRouter(prefix=PREFIX, tags=["rpc"])
+
+RpcName = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$",
+        description="The RPC handler's name.",
+    ),
+]
+
+
+class CallRequest(BaseModel):
+    """One RPC call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = Field(None, description="The request, validated by the handler.")
+    timeout: float = Field(
+        CALL_TIMEOUT, gt=0, le=MAX_TIMEOUT, description="Seconds to wait for the reply."
+    )
+
+
+@router.post(
+    "/rpc/{name}",
+    response_model=Envelope[Any],
+    responses={
+        **error_responses(401, 403, 404, 413, 422, 429, 503),
+        502: {"description": "The handler raised (details: type and message)"},
+        504: {"description": "No reply within the timeout"},
+    },
+    summary="Call an RPC handler and wait for its reply",
+)
+async def call_rpc(
+    name: RpcName, body: CallRequest, state: ApiState = State, _who: str = Write
+) -> Response:
+    await ensure_available(state)
+    try:
+        reply = await state.burrow.call(name, body.payload, timeout=body.timeout)
+    except RpcTimeout as exc:
+        raise ApiError(504, "rpc_timeout", str(exc), {"timeout": body.timeout}) from None
+    except RpcError as exc:
+        details = {"type": exc.type, "message": exc.message}
+        raise ApiError(502, "rpc_error", str(exc), details) from None
+    except Unroutable as exc:  # no queue: no handler of that name was ever deployed
+        raise ApiError(404, "unknown_rpc", str(exc), {"rpc": name}) from None
+    return ok(reply)
