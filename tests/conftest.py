@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -63,14 +64,26 @@ def fast_settings(namespace: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-async def cleanup(namespace: str, queues: list[str]) -> None:
-    """Delete everything a test's namespace declared in RabbitMQ and Redis."""
+async def cleanup(
+    namespace: str,
+    queues: list[str],
+    *,
+    rpc: Sequence[str] = (),
+    exchanges: Sequence[str] = (),
+) -> None:
+    """Delete everything a test's namespace declared in RabbitMQ and Redis: the work and
+    dead-letter queues of ``queues``, the request queues of ``rpc`` handlers, the event
+    ``exchanges`` (unprefixed names), the delay tiers."""
     app = Burrow(settings=Settings(namespace=namespace))
     try:
         await app.broker.connect(timeout=10)
         for q in queues:
             await app.broker.delete_queue(app.names.queue(q))
             await app.broker.delete_queue(app.names.dlq(q))
+        for name in rpc:
+            await app.broker.delete_queue(app.names.rpc_queue(name))
+        for exchange in exchanges:
+            await app.broker.delete_exchange(app.names.exchange(exchange))
         for tier in TIERS_MS:
             await app.broker.delete_queue(app.names.delay_queue(tier))
         await app.broker.delete_exchange(app.names.delay_exchange)
@@ -99,9 +112,13 @@ async def make_app(namespace: str) -> AsyncIterator[Callable[..., Burrow]]:
     factory.extra_queues = extra_queues  # type: ignore[attr-defined]
     yield factory
     queues = {q for app in apps for q in app.registry.queues()} | extra_queues | {"default"}
+    # Subscribers: shared queues, or the stem of broadcast queues (whose .dlq is shared).
+    queues |= {s.queue for app in apps for s in app.handlers.subscribers()}
+    rpc = {d.name for app in apps for d in app.handlers.rpc_handlers()}
+    exchanges = {e for app in apps for e in app.handlers.exchanges()}
     for app in apps:
         await app.close()
-    await cleanup(namespace, sorted(queues))
+    await cleanup(namespace, sorted(queues), rpc=sorted(rpc), exchanges=sorted(exchanges))
 
 
 @contextlib.asynccontextmanager
@@ -111,9 +128,9 @@ async def running_worker(app: Burrow, **kwargs: Any) -> AsyncIterator[Worker]:
     worker = Worker(app, **kwargs)
     task = asyncio.create_task(worker.run(stop))
     try:
-        # Wait until its consumers are attached (or it crashed).
+        # Wait until all its consumers are attached and bound (or it crashed).
         for _ in range(200):
-            if task.done() or worker._consumers:
+            if task.done() or worker.ready.is_set():
                 break
             await asyncio.sleep(0.05)
         if task.done():
@@ -122,3 +139,21 @@ async def running_worker(app: Burrow, **kwargs: Any) -> AsyncIterator[Worker]:
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+
+
+async def eventually(
+    check: Callable[[], Any], *, timeout: float, what: str, pool: Any = None
+) -> Any:
+    """Poll ``check`` (sync or async) until it returns something true; fail the test with
+    the logs of ``pool`` (anything with ``output()``) when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            logs = f"\n{pool.output()}" if pool else ""
+            pytest.fail(f"{what}: not within {timeout} s (last value: {value!r}){logs}")
+        await asyncio.sleep(0.05)

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.conftest import cleanup
+from tests.integration._procs import burrow
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 APP = "examples.demo.app:app"
-
-
-def burrow(namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BURROW_NAMESPACE": namespace, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "burrow", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -8,145 +8,48 @@ and finished on which process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from burrow import Burrow, TaskStatus
+from tests.conftest import eventually
+from tests.integration._journal import open_runs, read_journal
+from tests.integration._procs import WorkerPool, exit_code_within, wait_all
 from tests.integration.crash_app import register
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 APP = "tests.integration.crash_app:app"
 LEASE_TTL = 3
 GRACE = 10
 
 
-class Workers:
-    """Worker subprocesses of one test; every one is killed (with its process group) at exit."""
-
-    def __init__(self, namespace: str, journal: Path, logs: Path) -> None:
-        self.namespace = namespace
-        self.journal = journal
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *extra: str, concurrency: int = 8) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "BURROW_NAMESPACE": self.namespace,
-            "BURROW_LEASE_TTL": str(LEASE_TTL),
-            "BURROW_REAPER_INTERVAL": "1",
-            "BURROW_GRACE": str(GRACE),
-            "BURROW_WORKER_HEARTBEAT": "1",
-            "BURROW_RETRY_BASE": "0.1",
-            "BURROW_RETRY_CAP": "1",
-            "CRASH_JOURNAL": str(self.journal),
-        }
-        log = self.logs / f"worker-{len(self.procs)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "burrow",
-                    "worker",
-                    APP,
-                    "--concurrency",
-                    str(concurrency),
-                    "--log-format",
-                    "json",
-                    *extra,
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: children die with it
-            )
-        self.procs.append(proc)
-        return proc
-
-    def kill_all(self) -> None:
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-
-    def output(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
-            for p in sorted(self.logs.glob("worker-*.log"))
-        )
-
-
 @pytest.fixture
-def workers(namespace: str, tmp_path: Path) -> Iterator[Workers]:
+def workers(namespace: str, tmp_path: Path) -> Iterator[WorkerPool]:
     """Start worker subprocesses on the test namespace; all are SIGKILLed afterwards."""
-    pool = Workers(namespace, tmp_path / "journal.jsonl", tmp_path)
+    settings = {
+        "lease_ttl": str(LEASE_TTL),
+        "reaper_interval": "1",
+        "grace": str(GRACE),
+        "worker_heartbeat": "1",
+        "retry_base": "0.1",
+        "retry_cap": "1",
+    }
+    pool = WorkerPool(namespace, APP, tmp_path, settings)
     try:
         yield pool
     finally:
         pool.kill_all()
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    """The complete lines of the journal (a line being written is skipped)."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    return [json.loads(line) for line in text.split("\n")[:-1] if line]
-
-
-def open_runs(entries: list[dict[str, Any]], pid: int) -> set[str]:
-    """Task ids that started on ``pid`` without ending there."""
-    started = {e["task_id"] for e in entries if e["pid"] == pid and e["event"] == "start"}
-    ended = {e["task_id"] for e in entries if e["pid"] == pid and e["event"] == "end"}
-    return started - ended
-
-
-async def eventually(check: Callable[[], Any], timeout: float, what: str, pool: Workers) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s\n{pool.output()}")
-        await asyncio.sleep(0.05)
-
-
-async def wait_all(app: Burrow, ids: list[str], timeout: float, pool: Workers) -> list[Any]:
-    try:
-        return list(await asyncio.gather(*(app.wait(i, timeout=timeout) for i in ids)))
-    except TimeoutError:
-        pytest.fail(f"tasks did not finish within {timeout} s\n{pool.output()}")
-
-
-def exit_code_within(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-
-
 @pytest.mark.chaos
 async def test_sigkill_mid_run_reruns_only_the_interrupted_tasks(
-    make_app: Callable[..., Burrow], workers: Workers
+    make_app: Callable[..., Burrow], workers: WorkerPool
 ) -> None:
     """After SIGKILL of a busy worker, a second worker finishes all 60 tasks, and only tasks
     that were mid-run on the killed process ever start twice."""
@@ -192,7 +95,7 @@ async def test_sigkill_mid_run_reruns_only_the_interrupted_tasks(
 
 
 async def test_sigterm_finishes_in_flight_tasks_and_exits_zero(
-    make_app: Callable[..., Burrow], workers: Workers
+    make_app: Callable[..., Burrow], workers: WorkerPool
 ) -> None:
     """SIGTERM lets the in-flight tasks finish within grace, exits 0, and a second worker
     runs the rest: every task starts exactly once and succeeds."""
@@ -232,7 +135,7 @@ async def test_sigterm_finishes_in_flight_tasks_and_exits_zero(
 
 @pytest.mark.chaos
 async def test_task_that_kills_its_worker_is_dead_lettered_after_its_runs(
-    make_app: Callable[..., Burrow], workers: Workers
+    make_app: Callable[..., Burrow], workers: WorkerPool
 ) -> None:
     """A task that kills its worker process each run (max_retries=2) ends 'failed' with
     reason 'delivery_limit' in the DLQ while the supervisor restarts children, and normal

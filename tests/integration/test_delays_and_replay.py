@@ -14,26 +14,13 @@ from pydantic import BaseModel
 
 from burrow import Burrow, Reject, TaskContext, TaskStatus
 from burrow.broker.topology import TIERS_MS
-from tests.conftest import running_worker
+from tests.conftest import eventually, running_worker
 
 pytestmark = pytest.mark.integration
 
 
 class Item(BaseModel):
     n: int
-
-
-async def eventually(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout} s (last value: {value!r})")
-        await asyncio.sleep(0.1)
 
 
 async def test_short_delays_do_not_wait_behind_long_ones(make_app: Callable[..., Burrow]) -> None:

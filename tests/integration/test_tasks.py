@@ -41,7 +41,8 @@ async def test_async_handler_succeeds_and_records_result(make_app: Callable[...,
 async def test_sync_handler_runs_in_thread_pool_with_context(
     make_app: Callable[..., Burrow],
 ) -> None:
-    """A sync handler runs off the event loop thread and receives a TaskContext."""
+    """A sync handler runs off the event loop thread and receives a TaskContext that
+    carries the message's headers (the producer's own and burrow's)."""
     import threading
 
     app = make_app()
@@ -54,13 +55,16 @@ async def test_sync_handler_runs_in_thread_pool_with_context(
         return {"w": p["w"] * 2}
 
     async with running_worker(app):
-        handle = await app.submit("thumb", {"w": 21})
+        handle = await app.submit("thumb", {"w": 21}, headers={"x-tenant": "acme"})
         record = await app.wait(handle.id, timeout=15)
     assert record.result == {"w": 42}
     assert seen["thread"].startswith("burrow-sync")
     ctx = seen["ctx"]
     assert (ctx.task_id, ctx.name, ctx.queue, ctx.attempt) == (handle.id, "thumb", "default", 1)
     assert len(ctx.trace_id) == 32
+    assert ctx.headers["x-tenant"] == "acme"
+    assert ctx.trace_id in ctx.headers["traceparent"]
+    assert ctx.headers["x-burrow-attempt"] == 1
 
 
 async def test_retry_then_succeed_counts_attempts(make_app: Callable[..., Burrow]) -> None:
@@ -88,7 +92,8 @@ async def test_retry_then_succeed_counts_attempts(make_app: Callable[..., Burrow
 async def test_exhausted_task_is_dead_lettered_and_compensated_once(
     make_app: Callable[..., Burrow],
 ) -> None:
-    """After max_retries+1 failed runs the task is 'failed', in the DLQ, and on_dead ran once."""
+    """After max_retries+1 failed runs the task is 'failed', in the DLQ with the error of
+    each run, and on_dead ran once."""
     app = make_app()
     runs: list[int] = []
     compensations: list[str] = []
@@ -116,6 +121,14 @@ async def test_exhausted_task_is_dead_lettered_and_compensated_once(
     assert [letter.task_id for letter in letters] == [handle.id]
     assert letters[0].reason == "max_retries"
     assert letters[0].runs == 3
+    history = letters[0].history
+    assert [(h["attempt"], h["type"], h["message"]) for h in history] == [
+        (1, "ValueError", "boom 1"),
+        (2, "ValueError", "boom 2"),
+        (3, "ValueError", "boom 3"),
+    ]
+    assert [h["reason"] for h in history] == ["error", "error", "max_retries"]
+    assert history[0]["at"] < history[1]["at"] < history[2]["at"]
     assert compensations == [handle.id]
 
 

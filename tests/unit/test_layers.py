@@ -16,14 +16,16 @@ PACKAGE = SRC / "burrow"
 
 CORE = ("burrow.tasks", "burrow.errors", "burrow.config", "burrow._clock", "burrow.broker.topology")
 ADAPTERS = ("burrow.broker.amqp", "burrow.state")
+ROOT = ("burrow.app", "burrow.messaging", "burrow.operations")
 OUTER_THAN_CORE = (
     "burrow.broker.amqp",
     "burrow.state",
     "burrow.worker",
-    "burrow.app",
+    *ROOT,
+    "burrow.api",
     "burrow.cli",
 )
-OUTER_THAN_ADAPTERS = ("burrow.worker", "burrow.app", "burrow.cli")
+OUTER_THAN_ADAPTERS = ("burrow.worker", *ROOT, "burrow.api", "burrow.cli")
 AMQP_CLIENTS = ("aio_pika", "aiormq", "pamqp")
 
 

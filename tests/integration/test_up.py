@@ -1,0 +1,103 @@
+"""``burrow up`` and ``burrow api`` as a user runs them: real processes, real servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import cleanup
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = "tests.integration.crash_app:app"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited early with {proc.returncode}"
+        try:
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{base} not ready within {timeout} s")
+
+
+@pytest.fixture
+def env(namespace: str) -> Iterator[dict[str, str]]:
+    yield {
+        **os.environ,
+        "BURROW_NAMESPACE": namespace,
+        "BURROW_GRACE": "5",
+        "BURROW_API_KEYS": "",
+    }
+    import asyncio
+
+    asyncio.run(cleanup(namespace, ["default"]))
+
+
+def burrow(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "burrow", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_up_serves_api_and_worker_and_stops_everything_on_sigterm(env: dict[str, str]) -> None:
+    """`burrow up` prints the docs URL, runs a submitted task to success, and on SIGTERM
+    stops the API and the worker and exits 0, leaving no child process behind."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = burrow("up", APP, "--port", str(port), "--log-format", "json", env=env)
+    try:
+        wait_ready(base, proc)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 2  # the API and one worker
+        r = httpx.post(f"{base}/api/v1/tasks/sleep_ms", json={"payload": {"ms": 10}}, timeout=10)
+        assert r.status_code == 202, r.text
+        task_id = r.json()["data"]["id"]
+        r = httpx.get(f"{base}/api/v1/tasks/{task_id}", params={"wait": 20}, timeout=30)
+        assert r.json()["data"]["status"] == "succeeded", r.text
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        output = proc.stdout.read().decode() if proc.stdout else ""
+        assert code == 0, output
+        assert f"{base}/docs" in output
+        assert not [c for c in children if c.is_running() and c.status() != "zombie"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_api_refuses_a_public_address_without_keys(env: dict[str, str]) -> None:
+    """Without BURROW_API_KEYS, binding anything but loopback is refused with a clear
+    error unless --insecure is given."""
+    proc = burrow("api", APP, "--host", "0.0.0.0", "--port", str(free_port()), env=env)  # noqa: S104
+    code = proc.wait(timeout=30)
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    assert code != 0
+    assert "BURROW_API_KEYS" in output
+    assert "--insecure" in output
