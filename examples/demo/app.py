@@ -7,7 +7,7 @@ import random
 
 from pydantic import BaseModel
 
-from burrow import Burrow, Reject, TaskContext
+from burrow import Burrow, Reject, TaskContext, TaskRecord
 
 app = Burrow()
 
@@ -52,6 +52,7 @@ async def charge(p: Charge, ctx: TaskContext) -> str:
 
 
 @app.on_dead("charge")
-async def refund(record: object) -> None:
+async def refund(record: TaskRecord) -> None:
     """Compensation: runs once for each charge that died."""
-    print(f"compensating dead charge: {record}")
+    reason = record.error.reason if record.error else "unknown"
+    print(f"refund issued for {record.payload} (task {record.id[:8]} died: {reason})")
