@@ -42,6 +42,7 @@ from burrow.errors import (
 )
 from burrow.messaging import Messaging
 from burrow.operations import DeadLetter, Operations
+from burrow.scheduling import Scheduling
 from burrow.state.redis import NewTask, RedisStateStore, Reopened
 from burrow.tasks.definition import TaskDefinition, build_definition, check_name
 from burrow.tasks.envelope import (
@@ -90,12 +91,13 @@ class TaskPage:
     next_cursor: str | None
 
 
-class Burrow(Messaging, Operations):
+class Burrow(Messaging, Operations, Scheduling):
     """A burrow application: tasks, events and RPC, and the connections to run them.
 
     Events and RPC (``subscriber``, ``publish``, ``rpc``, ``call``) come from
     ``burrow.messaging.Messaging``; queue statistics and dead letters from
-    ``burrow.operations.Operations``.
+    ``burrow.operations.Operations``; cron schedules (``periodic``, ``add_schedule``, ...)
+    from ``burrow.scheduling.Scheduling``.
 
     Args:
         namespace: prefix of every queue and key (default: ``BURROW_NAMESPACE``).
@@ -123,6 +125,7 @@ class Burrow(Messaging, Operations):
         #: Types set in code with ``@app.task(queue_type=...)``: queue -> (type, task name).
         self._queue_types: dict[str, tuple[QueueType, str]] = {}
         self._init_messaging()
+        self._init_scheduling()
 
     # -- registration -----------------------------------------------------------------
 

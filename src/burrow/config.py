@@ -70,6 +70,14 @@ class WorkerSettings:
     heartbeat_interval: float
 
 
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """How ``burrow scheduler`` elects its leader and treats late ticks (docs/scheduling.md)."""
+
+    lock_ttl: float
+    misfire_grace: float
+
+
 class Settings(BaseSettings):
     """Every setting, from ``BURROW_<NAME>`` variables (see SPEC §2 and docs/configuration.md)."""
 
@@ -117,6 +125,10 @@ class Settings(BaseSettings):
     api_rate_limit: str = Field(default="", pattern=r"^(\s*\d+\s*/\s*[smh]\s*)?$")
     api_timeout: float = Field(default=2.0, gt=0)
     api_wait_cap: float = Field(default=60.0, gt=0)
+
+    # Scheduler (burrow.scheduler; docs/scheduling.md).
+    scheduler_lock_ttl: float = Field(default=10.0, ge=1, le=3600)
+    scheduler_misfire_grace: float = Field(default=60.0, ge=0)
 
     @field_validator("namespace")
     @classmethod
@@ -169,6 +181,12 @@ class Settings(BaseSettings):
             factor=self.retry_factor,
             cap=self.retry_cap,
             jitter=self.retry_jitter,
+        )
+
+    @property
+    def scheduler(self) -> SchedulerSettings:
+        return SchedulerSettings(
+            lock_ttl=self.scheduler_lock_ttl, misfire_grace=self.scheduler_misfire_grace
         )
 
     @property

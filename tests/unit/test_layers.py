@@ -16,16 +16,17 @@ PACKAGE = SRC / "burrow"
 
 CORE = ("burrow.tasks", "burrow.errors", "burrow.config", "burrow._clock", "burrow.broker.topology")
 ADAPTERS = ("burrow.broker.amqp", "burrow.state")
-ROOT = ("burrow.app", "burrow.messaging", "burrow.operations")
+ROOT = ("burrow.app", "burrow.messaging", "burrow.operations", "burrow.scheduling")
+RUNTIMES = ("burrow.worker", "burrow.scheduler")
 OUTER_THAN_CORE = (
     "burrow.broker.amqp",
     "burrow.state",
-    "burrow.worker",
+    *RUNTIMES,
     *ROOT,
     "burrow.api",
     "burrow.cli",
 )
-OUTER_THAN_ADAPTERS = ("burrow.worker", *ROOT, "burrow.api", "burrow.cli")
+OUTER_THAN_ADAPTERS = (*RUNTIMES, *ROOT, "burrow.api", "burrow.cli")
 AMQP_CLIENTS = ("aio_pika", "aiormq", "pamqp")
 
 
@@ -80,7 +81,7 @@ def violations(sources: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str
 def test_the_scanner_sees_the_package() -> None:
     """The scan finds every layer and a known import, so the checks below are not vacuous."""
     found = imports()
-    for layer in (*CORE, *ADAPTERS, "burrow.worker", "burrow.app", "burrow.cli"):
+    for layer in (*CORE, *ADAPTERS, *RUNTIMES, "burrow.app", "burrow.cli"):
         assert any(_within(m, (layer,)) for m in found), layer
     assert "burrow.broker.amqp" in found["burrow.app"]
     assert violations(("burrow.app",), ("burrow.broker.amqp",))
@@ -96,9 +97,9 @@ def test_adapters_import_no_runtime_root_or_edge() -> None:
     assert violations(ADAPTERS, OUTER_THAN_ADAPTERS) == []
 
 
-def test_worker_imports_no_edge() -> None:
-    """The worker runtime imports nothing from the cli."""
-    assert violations(("burrow.worker",), ("burrow.cli",)) == []
+def test_runtimes_import_no_edge() -> None:
+    """The worker and scheduler runtimes import nothing from the api or the cli."""
+    assert violations(RUNTIMES, ("burrow.api", "burrow.cli")) == []
 
 
 def importers_outside(home: str, libraries: tuple[str, ...]) -> list[str]:

@@ -20,7 +20,7 @@ from burrow.api.deps import ApiState
 from burrow.api.front import ApiFront, LeanRoutes
 from burrow.api.limits import DepthGuard, RateLimiter, parse_rate
 from burrow.api.metrics import ApiMetrics
-from burrow.api.routes import events, health, lifecycle, ops, rpc, tasks
+from burrow.api.routes import events, health, lifecycle, ops, rpc, schedules, tasks
 from burrow.api.security import check_bind, parse_api_keys
 from burrow.app import Burrow
 from burrow.errors import BurrowError, ConfigurationError
@@ -100,6 +100,7 @@ def create_app(burrow: Burrow) -> FastAPI:
     api.include_router(tasks.router)
     api.include_router(lifecycle.router)
     api.include_router(ops.router)
+    api.include_router(schedules.router)
     api.include_router(events.router)
     api.include_router(rpc.router)
     api.include_router(health.router)

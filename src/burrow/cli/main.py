@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from burrow.cli import ops, run, serve, tasks
+from burrow.cli import ops, run, schedules, serve, tasks
 
 cli = typer.Typer(
     name="burrow",
@@ -22,6 +22,8 @@ cli.command("submit")(tasks.submit)
 cli.command("status")(tasks.status)
 cli.command("queues")(ops.queues)
 cli.command("dlq")(ops.dlq)
+cli.command("scheduler")(schedules.scheduler)
+cli.command("schedules")(schedules.schedules)
 
 
 def main() -> None:

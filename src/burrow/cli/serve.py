@@ -1,12 +1,13 @@
-"""``burrow api`` (the HTTP API under uvicorn) and ``burrow up`` (API + workers, supervised).
+"""``burrow api`` (the HTTP API under uvicorn) and ``burrow up`` (API + workers + scheduler,
+supervised).
 
 ``burrow api`` serves ``burrow.api.create_app(app)``. uvicorn builds the ASGI app through
 ``burrow.cli.serve:asgi_app`` in every process it starts (``--workers N``), which reads the
 ``APP`` target from ``BURROW_APP``.
 
-``burrow up`` is the one-machine command: it starts ``burrow api`` and ``burrow worker``
-processes under the supervisor (a crashed one is restarted), prints where the API and its
-docs are, and stops them all cleanly on Ctrl-C or SIGTERM.
+``burrow up`` is the one-machine command: it starts ``burrow api``, ``burrow worker`` and
+``burrow scheduler`` processes under the supervisor (a crashed one is restarted), prints
+where the API and its docs are, and stops them all cleanly on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def up(
     insecure: InsecureOpt = False,
     log_format: LogOpt = "auto",
 ) -> None:
-    """Run everything for one machine: the API and the workers; Ctrl-C stops them all."""
+    """Run everything for one machine: the API, the workers and the scheduler; Ctrl-C
+    stops them all."""
     from burrow.api.security import check_bind
 
     configure_logging(log_format)
@@ -128,7 +130,11 @@ def up(
     worker_args = [app, "--log-format", log_format]
     if concurrency:
         worker_args += ["--concurrency", str(concurrency)]
-    children = [Child("api", tuple(api_argv)), *worker_children(worker_args, processes)]
+    children = [
+        Child("api", tuple(api_argv)),
+        *worker_children(worker_args, processes),
+        Child("scheduler", ("scheduler", app, "--log-format", log_format)),
+    ]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
     base = f"http://{shown}:{port}"
     console.print(
@@ -138,6 +144,7 @@ def up(
         f"  health     {base}/healthz  {base}/readyz\n"
         f"  metrics    {base}/metrics\n"
         f"  workers    {processes} process(es)\n"
+        "  scheduler  1 process (cron schedules)\n"
         "Ctrl-C stops everything."
     )
     raise typer.Exit(run(supervise_children(children)))
