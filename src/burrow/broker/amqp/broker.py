@@ -8,6 +8,8 @@ Guarantees kept here (SPEC §4, RELIABILITY §1):
   broker would otherwise hang it forever, M9).
 * Publishes are spread over a small pool of confirm channels; a channel pipelines many
   unconfirmed publishes, so the pool exists to spread frame handling, not to serialise.
+  Each channel's ``CoalescingPublisher`` writes the publishes queued in one loop
+  iteration as one batch (one lock hold, one write, one timer), each with its own confirm.
 * Topology goes through robust channels, so aio-pika re-declares it after a reconnect, and
   consumers are restored with it.
 """
@@ -29,10 +31,11 @@ from pamqp.commands import Basic
 from burrow.broker.amqp._errors import amqp_error, map_amqp_errors
 from burrow.broker.amqp.connection import JitteredRobustConnection, make_connection
 from burrow.broker.amqp.consumer import Consumer, Delivery, Handler
+from burrow.broker.amqp.publisher import CoalescingPublisher
 from burrow.broker.amqp.rpc import RpcClient
 from burrow.broker.topology import BindingSpec, ExchangeSpec, QueueSpec
 from burrow.config import AmqpSettings
-from burrow.errors import BrokerUnavailable, PublishTimeout
+from burrow.errors import BrokerUnavailable
 from burrow.tasks.envelope import JSON
 
 PERSISTENT = 2
@@ -66,6 +69,7 @@ class AmqpBroker:
         self._publish_channels: list[aiormq.abc.AbstractChannel] = []
         self._robust_publish: list[AbstractRobustChannel] = []
         self._rr = itertools.count()
+        self._publishers: dict[int, CoalescingPublisher] = {}
         self._topology: AbstractRobustChannel | None = None
         self._declared: set[str] = set()
         self._lock = asyncio.Lock()
@@ -113,6 +117,7 @@ class AmqpBroker:
         """Close every channel and the connection."""
         conn, self._conn = self._conn, None
         self._robust_publish.clear()
+        self._publishers.clear()
         self._topology = None
         self._declared.clear()
         if conn is not None:
@@ -219,15 +224,14 @@ class AmqpBroker:
             correlation_id=correlation_id,
             reply_to=reply_to,
         )
-        channel = await self._next_channel()
+        publisher = await self._next_publisher()
         with map_amqp_errors(queue=routing_key, what=f"publish to {exchange or routing_key!r}"):
-            await channel.basic_publish(
+            await publisher.publish(
                 body,
                 exchange=exchange,
                 routing_key=routing_key,
                 properties=properties,
                 mandatory=mandatory,
-                timeout=self._settings.publish_timeout,
             )
 
     async def publish_many(
@@ -235,58 +239,60 @@ class AmqpBroker:
     ) -> list[BaseException | None]:
         """Publish ``messages`` to ``routing_key`` on one confirm channel, pipelined.
 
-        One timeout (``publish_timeout``) covers the whole batch instead of one timer per
-        message. Returns, per message, None when the broker confirmed it, or the error
-        (``PublishTimeout`` for those unconfirmed when the time ran out).
+        The messages go out in one write (``CoalescingPublisher``) and one timeout
+        (``publish_timeout``) covers the whole batch. Returns, per message, None when the
+        broker confirmed it, or the error (``PublishTimeout`` for those unconfirmed when the
+        time ran out).
         """
-        channel = await self._next_channel()
+        if not messages:
+            return []
+        publisher = await self._next_publisher()
         now = datetime.now(tz=UTC)
         what = f"publish to {routing_key!r}"
-
-        publish = channel.basic_publish
-        tasks = [
-            asyncio.ensure_future(
-                publish(
-                    m.body,
-                    routing_key=routing_key,
-                    properties=Basic.Properties(
-                        content_type=JSON,
-                        delivery_mode=PERSISTENT,
-                        message_id=m.message_id,
-                        message_type=type_,
-                        headers=m.headers,
-                        timestamp=now,
-                    ),
-                    mandatory=True,
-                )
+        publish = publisher.publish
+        futures = [
+            publish(
+                m.body,
+                exchange="",
+                routing_key=routing_key,
+                properties=Basic.Properties(
+                    content_type=JSON,
+                    delivery_mode=PERSISTENT,
+                    message_id=m.message_id,
+                    message_type=type_,
+                    headers=m.headers,
+                    timestamp=now,
+                ),
+                mandatory=True,
             )
             for m in messages
         ]
-        if not tasks:
-            return []
         try:
-            _, pending = await asyncio.wait(tasks, timeout=self._settings.publish_timeout)
+            await asyncio.wait(futures)
         except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
+            for future in futures:
+                future.cancel()
             raise
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-        timeout = PublishTimeout(f"{what}: no confirm within {self._settings.publish_timeout} s")
-        return [timeout if t.cancelled() else _result(t, routing_key, what) for t in tasks]
+        return [_result(f, routing_key, what) for f in futures]
 
-    async def _next_channel(self) -> aiormq.abc.AbstractChannel:
+    async def _next_publisher(self) -> CoalescingPublisher:
+        """The coalescing publisher of the next confirm channel (round robin), made anew
+        when the robust channel has a new underlying channel after a reconnect."""
         self._require()
         channels = self._robust_publish
         if not channels:
             raise BrokerUnavailable("no publish channel is open")
-        robust = channels[next(self._rr) % len(channels)]
+        index = next(self._rr) % len(channels)
+        robust = channels[index]
         with map_amqp_errors(what="publish channel"):
             if robust.is_closed:
                 raise BrokerUnavailable("the publish channel is closed (reconnecting)")
-            return await robust.get_underlay_channel()
+            channel = await robust.get_underlay_channel()
+        publisher = self._publishers.get(index)
+        if publisher is None or publisher.channel is not channel:
+            publisher = CoalescingPublisher(channel, timeout=self._settings.publish_timeout)
+            self._publishers[index] = publisher
+        return publisher
 
     # -- consuming --------------------------------------------------------------------
 
@@ -483,6 +489,8 @@ class AmqpBroker:
 
 
 def _result(task: asyncio.Future[Any], queue: str, what: str) -> BaseException | None:
+    if task.cancelled():
+        return BrokerUnavailable(f"{what}: cancelled (the connection is closing)", queue=queue)
     exc = task.exception()
     return None if exc is None else amqp_error(exc, queue=queue, what=what)
 
