@@ -23,11 +23,14 @@ from burrow.broker.amqp import AmqpBroker
 from burrow.broker.amqp.broker import OutgoingMessage
 from burrow.broker.topology import (
     CONTROL_CANCEL,
+    LANES,
+    NORMAL_LANE,
     Names,
     QueueSpec,
     control_exchange,
     dead_letter_queue,
     existing_queue_type,
+    lane_of,
     type_mismatch_message,
     work_queue,
 )
@@ -127,6 +130,8 @@ class Burrow(Messaging, Operations, Scheduling):
         self._init_messaging()
         self._init_scheduling()
 
+        #: Queues with priority lanes (``@app.task(priorities=True)``).
+        self.priority_queues: set[str] = set()
     # -- registration -----------------------------------------------------------------
 
     def task(
@@ -143,6 +148,8 @@ class Burrow(Messaging, Operations, Scheduling):
     ) -> Any:
         """Register a task handler (``@app.task`` or ``@app.task(queue=..., ...)``).
 
+        rate_limit: str | None = None,
+        priorities: bool = False,
         Args:
             name: task name (default: the function's name).
             queue: queue the task is consumed from (unprefixed).
@@ -156,6 +163,12 @@ class Burrow(Messaging, Operations, Scheduling):
 
         Raises:
             TaskDefinitionError: bad name, options or handler signature, or a ``queue_type``
+            rate_limit: at most so many starts, e.g. ``"10/s"``, ``"100/m"``, ``"1000/h"``,
+                in any window of that length across all workers; a task over its limit
+                waits for its slot without holding a worker's concurrency slot.
+            priorities: give ``queue`` priority lanes (``{queue}.high``, ``{queue}.low``
+                next to ``{queue}``), so workers start higher ``priority`` submits first
+                (docs/architecture.md). One task that asks is enough for the whole queue.
                 other than one given earlier for the same queue.
         """
 
@@ -168,13 +181,22 @@ class Burrow(Messaging, Operations, Scheduling):
             if queue_type is not None:
                 self._check_queue_type(task_name, queue, queue_type)
             self.registry.add(
-                build_definition(func, name=task_name, queue=queue, retry=policy, timeout=timeout)
+                build_definition(
+                    func,
+                    name=task_name,
+                    queue=queue,
+                    retry=policy,
+                    timeout=timeout,
+                    rate_limit=rate_limit,
+                )
             )
             if queue_type is not None:
                 self._queue_types.setdefault(queue, (queue_type, task_name))
             return func
 
         return register(fn) if fn is not None else register
+            if priorities:
+                self.priority_queues.add(queue)
 
     def _check_queue_type(self, task_name: str, queue: str, queue_type: str) -> None:
         if queue_type not in QUEUE_TYPES:
@@ -278,7 +300,18 @@ class Burrow(Messaging, Operations, Scheduling):
             return kind, f"queue_type= of task {task_name!r}"
         return s.queue_type, "BURROW_QUEUE_TYPE, the default"
 
-    def work_queue_spec(self, queue: str) -> QueueSpec:
+    def lanes(self, queue: str) -> tuple[str, ...]:
+        """The priority lanes of ``queue``, highest first (just the normal one for a
+        queue without priorities)."""
+        return LANES if queue in self.priority_queues else (NORMAL_LANE,)
+
+    def route(self, queue: str, priority: int | None) -> str:
+        """The work queue a task message of ``priority`` goes to (its lane's)."""
+        if queue in self.priority_queues:
+            return self.names.lane(queue, lane_of(priority))
+        return self.names.queue(queue)
+
+    def work_queue_spec(self, queue: str, lane: str = NORMAL_LANE) -> QueueSpec:
         return work_queue(
             self.names,
             queue,
@@ -287,6 +320,7 @@ class Burrow(Messaging, Operations, Scheduling):
         )
 
     async def declare_queue(self, queue: str) -> None:
+            lane=lane,
         """Declare ``queue``'s work queue and dead-letter queue (once per connection).
 
         Raises:
@@ -297,7 +331,8 @@ class Burrow(Messaging, Operations, Scheduling):
             return
         kind = self.queue_type(queue)
         await self._declare(queue, dead_letter_queue(self.names, queue, queue_type=kind))
-        await self._declare(queue, self.work_queue_spec(queue))
+        for lane in self.lanes(queue):
+            await self._declare(queue, self.work_queue_spec(queue, lane))
         self._declared.add(queue)
 
     async def _declare(self, queue: str, spec: QueueSpec) -> None:
@@ -540,7 +575,7 @@ class Burrow(Messaging, Operations, Scheduling):
         """Publish a task message (through a delay tier when ``due``), confirmed."""
         if due is None:
             await self.broker.publish(
-                self.names.queue(queue),
+                self.route(queue, priority),
                 body,
                 message_id=task_id,
                 type_=name,
@@ -550,7 +585,7 @@ class Burrow(Messaging, Operations, Scheduling):
             return
         hdrs[HDR_ETA] = eta_header(due)
         await Republisher(self.broker, self.names).publish_delayed(
-            self.names.queue(queue),
+            self.route(queue, priority),
             body,
             hdrs,
             due,

@@ -7,12 +7,13 @@ the broker that the CLI (``burrow queues``, ``burrow dlq``) and the HTTP API sha
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from burrow.broker.amqp.broker import QueueStats
+from burrow.broker.topology import NORMAL_LANE
 from burrow.tasks.envelope import HDR_ATTEMPT, HDR_HISTORY, HDR_ORIGIN, HDR_REASON
 
 if TYPE_CHECKING:
@@ -55,16 +56,30 @@ class Operations:
 
         async def declare_queue(self, queue: str) -> None: ...
 
+        def lanes(self, queue: str) -> tuple[str, ...]: ...
+
+        def route(self, queue: str, priority: int | None) -> str: ...
+
     def all_queues(self, queues: Sequence[str] | None = None) -> list[str]:
         return list(queues or self.registry.queues() or ["default"])
 
     async def queue_stats(self, queue: str) -> tuple[QueueStats | None, QueueStats | None]:
-        """(work queue, dead-letter queue) statistics; None for a queue that does not exist."""
+        """(work queue, dead-letter queue) statistics; None for a queue that does not exist.
+
+        For a queue with priority lanes the work queue's figures cover every lane: the
+        ready messages of all lanes, and the consumers of the normal lane (each worker
+        consumes every lane).
+        """
         await self.broker.connect(timeout=self.settings.publish_timeout)
-        return (
-            await self.broker.queue_stats(self.names.queue(queue)),
-            await self.broker.queue_stats(self.names.dlq(queue)),
-        )
+        work = await self.broker.queue_stats(self.names.queue(queue))
+        if work is not None:
+            for lane in self.lanes(queue):
+                if lane == NORMAL_LANE:
+                    continue
+                extra = await self.broker.queue_stats(self.names.lane(queue, lane))
+                if extra is not None:
+                    work = replace(work, messages=work.messages + extra.messages)
+        return work, await self.broker.queue_stats(self.names.dlq(queue))
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The first ``limit`` dead letters of ``queue``, left in place."""
@@ -91,12 +106,13 @@ class Operations:
             if delivery.message_id:
                 await self.state.reopen(delivery.message_id, "replayed from the dead letters")
             await self.broker.publish(
-                self.names.queue(queue),
+                self.route(queue, delivery.priority),
                 delivery.body,
                 message_id=delivery.message_id,
                 type_=delivery.type,
                 headers=headers,
                 content_type=delivery.content_type,
+                priority=delivery.priority,
             )
             return True
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -40,6 +40,20 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 30) ->
             pass
         time.sleep(0.3)
     raise AssertionError(f"{base} not ready within {timeout} s")
+
+
+def fired_ok(base: str, *, exclude: str) -> bool:
+    """A task other than ``exclude`` (so: a scheduled one) of sleep_ms succeeded."""
+    params = {"name": "sleep_ms", "status": "succeeded"}
+    items = httpx.get(f"{base}/api/v1/tasks", params=params, timeout=10).json()["data"]["items"]
+    return any(item["id"] != exclude for item in items)
+
+
+def wait_until(check: Callable[[], bool], *, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -74,12 +88,18 @@ def test_up_serves_api_and_worker_and_stops_everything_on_sigterm(env: dict[str,
     try:
         wait_ready(base, proc)
         children = psutil.Process(proc.pid).children(recursive=True)
-        assert len(children) >= 2  # the API and one worker
+        assert len(children) >= 3  # the API, one worker and the scheduler
+        assert any("scheduler" in c.cmdline() for c in children)
         r = httpx.post(f"{base}/api/v1/tasks/sleep_ms", json={"payload": {"ms": 10}}, timeout=10)
         assert r.status_code == 202, r.text
         task_id = r.json()["data"]["id"]
         r = httpx.get(f"{base}/api/v1/tasks/{task_id}", params={"wait": 20}, timeout=30)
         assert r.json()["data"]["status"] == "succeeded", r.text
+        # The scheduler fires a schedule created over HTTP (every second) to success.
+        schedule = {"task": "sleep_ms", "cron": "* * * * * *", "payload": {"ms": 1}}
+        r = httpx.post(f"{base}/api/v1/schedules", json=schedule, timeout=10)
+        assert r.status_code == 201, r.text
+        wait_until(lambda: fired_ok(base, exclude=task_id), what="a scheduled task succeeded")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=20)
         output = proc.stdout.read().decode() if proc.stdout else ""

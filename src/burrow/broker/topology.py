@@ -38,6 +38,20 @@ TIERS_MS: tuple[int, ...] = tuple(TIER_BASE_MS * 2**k for k in range(TIER_COUNT)
 #: ``{"task_id": ..., "lease": ...}`` (the lease token of the attempt to stop).
 CONTROL_CANCEL = "cancel"
 
+#: Priority lanes of a queue with ``priorities``, highest first: ``normal`` is the work
+#: queue ``{ns}.{Q}`` itself, the others are ``{ns}.{Q}.high`` and ``{ns}.{Q}.low``. A
+#: message goes to the lane of its priority's band (``lane_of``); one without a priority is
+#: normal. Lanes work the same on quorum queues (which have no priorities on RabbitMQ 3.10)
+#: and classic ones, and add queues instead of changing the arguments of an existing one.
+LANES: tuple[str, ...] = ("high", "normal", "low")
+NORMAL_LANE = "normal"
+#: The priority of a task submitted without one (SPEC §6: 0-9, 9 highest).
+DEFAULT_PRIORITY = 5
+#: Lowest priority of the high band and highest of the low band: 7-9 high, 4-6 normal,
+#: 0-3 low.
+HIGH_FROM = 7
+LOW_UPTO = 3
+
 #: Arguments ``work_queue`` sets on quorum queues only.
 QUORUM_ONLY_ARGUMENTS = frozenset({"x-delivery-limit", "x-dead-letter-strategy", "x-overflow"})
 
@@ -126,6 +140,10 @@ class Names:
         """The work queue of ``queue``."""
         return self.prefixed(queue)
 
+    def lane(self, queue: str, lane: str) -> str:
+        """The work queue of ``queue``'s priority lane ``lane`` (``LANES``)."""
+        return self.prefixed(queue if lane == NORMAL_LANE else f"{queue}.{lane}")
+
     def dlq(self, queue: str) -> str:
         """The dead-letter queue of ``queue``."""
         return self.prefixed(f"{queue}.dlq")
@@ -197,10 +215,26 @@ def rpc_queue(names: Names, name: str) -> QueueSpec:
     return QueueSpec(names.rpc_queue(name), {"x-queue-type": "classic"})
 
 
+def lane_of(priority: int | None) -> str:
+    """The lane (``LANES``) of a message with AMQP priority ``priority``: 7-9 high, 0-3
+    low, anything else (4-6, none, out of range above) normal."""
+    if priority is None:
+        return NORMAL_LANE
+    if priority >= HIGH_FROM:
+        return "high"
+    return "low" if priority <= LOW_UPTO else NORMAL_LANE
+
+
 def work_queue(
-    names: Names, queue: str, *, queue_type: QueueType, delivery_limit: int
+    names: Names,
+    queue: str,
+    *,
+    queue_type: QueueType,
+    delivery_limit: int,
+    lane: str = NORMAL_LANE,
 ) -> QueueSpec:
-    """The work queue of ``queue`` with its dead-letter routing.
+    """The work queue of ``queue`` (of its priority lane ``lane``, for a queue with
+    priorities) with its dead-letter routing; every lane shares ``{queue}.dlq``.
 
     Dead letters go through the default exchange straight to ``{queue}.dlq``. On quorum
     queues ``x-delivery-limit`` is set explicitly because RabbitMQ 3.10 has no default
@@ -218,7 +252,7 @@ def work_queue(
         # https://www.rabbitmq.com/docs/quorum-queues#dead-lettering
         args["x-dead-letter-strategy"] = "at-least-once"
         args["x-overflow"] = "reject-publish"
-    return QueueSpec(names.queue(queue), args)
+    return QueueSpec(names.lane(queue, lane), args)
 
 
 def dead_letter_queue(names: Names, queue: str, *, queue_type: QueueType) -> QueueSpec:

@@ -23,6 +23,7 @@ from burrow.state._pipeline import AutoPipeline, Script
 from burrow.state.errors import map_redis_errors
 from burrow.state.keys import Keys
 from burrow.state.listing import IndexScan
+from burrow.state.ratelimit import reserve_start
 from burrow.tasks.listing import Position, TaskFilter
 from burrow.tasks.record import TaskError, TaskEvent, TaskRecord
 from burrow.tasks.status import TaskStatus
@@ -38,6 +39,7 @@ SCRIPTS = (
     "release",
     "cancel",
     "trim",
+    "ratelimit",
 )
 _JSON_FIELDS = frozenset({"payload", "result", "error"})
 _FLOAT_FIELDS = frozenset({"created_at", "started_at", "finished_at", "updated_at", "eta"})
@@ -334,6 +336,13 @@ class RedisStateStore:
     async def claim_on_dead(self, task_id: str) -> bool:
         """Claim the task's compensation; True exactly once per dead task."""
         with map_redis_errors("claim compensation"):
+    async def reserve_start(self, task: str, task_id: str, interval: float) -> float:
+        """Reserve the next start slot of rate-limited ``task`` (``state/ratelimit.py``);
+        returns the seconds to wait for it (0: start now)."""
+        return await reserve_start(
+            self._call, self.keys, task=task, task_id=task_id, interval=interval
+        )
+
             return bool(await self._redis().hsetnx(self.keys.task(task_id), "on_dead", "claimed"))
 
     async def set_on_dead(self, task_id: str, outcome: str) -> None:

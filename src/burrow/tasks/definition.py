@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from burrow.errors import PayloadInvalid, TaskDefinitionError
 from burrow.tasks.context import TaskContext
+from burrow.tasks.ratelimit import RateLimit, parse_rate_limit
 from burrow.tasks.retry import RetryPolicy
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
@@ -50,6 +51,7 @@ class TaskDefinition:
         adapter: validates JSON bodies into the payload parameter's type.
         retry: retry policy.
         timeout: seconds one run may take before it is cancelled and counted as failed.
+        rate_limit: at most so many starts per period across all workers, or None.
     """
 
     name: str
@@ -62,6 +64,7 @@ class TaskDefinition:
     retry: RetryPolicy
     timeout: float | None
     options: dict[str, Any] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
 
     @property
     def max_retries(self) -> int:
@@ -165,16 +168,21 @@ def build_definition(
     retry: RetryPolicy,
     timeout: float | None,
     options: dict[str, Any] | None = None,
+    rate_limit: str | None = None,
 ) -> TaskDefinition:
     """Inspect ``fn`` and build its definition.
 
     Raises:
-        TaskDefinitionError: a bad name, queue, timeout or signature.
+        TaskDefinitionError: a bad name, queue, timeout, rate limit or signature.
     """
     check_name("task", name)
     check_name("queue", queue)
     if timeout is not None and timeout <= 0:
         raise TaskDefinitionError(f"task {name!r}: timeout must be > 0")
+    try:
+        limit = parse_rate_limit(rate_limit) if rate_limit is not None else None
+    except (TypeError, ValueError) as exc:
+        raise TaskDefinitionError(f"task {name!r}: {exc}") from None
     args, payload_type = inspect_handler(fn)
     return TaskDefinition(
         name=name,
@@ -187,4 +195,5 @@ def build_definition(
         retry=retry,
         timeout=timeout,
         options=dict(options or {}),
+        rate_limit=limit,
     )

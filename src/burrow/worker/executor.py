@@ -34,8 +34,9 @@ from burrow.broker.topology import TIER_BASE_MS
 from burrow.errors import BrokerError, PayloadInvalid, StateError
 from burrow.tasks.context import TaskContext
 from burrow.tasks.definition import TaskDefinition
-from burrow.tasks.envelope import BadMessage, Envelope, parse_envelope
+from burrow.tasks.envelope import HDR_ETA, BadMessage, Envelope, parse_envelope
 from burrow.tasks.handlers import event_task_id
+from burrow.tasks.ratelimit import HDR_RATE_SLOT, RATE_SLEEP_MAX
 from burrow.tasks.record import TaskError, TaskEvent
 from burrow.tasks.registry import TaskRegistry
 from burrow.tasks.status import TaskStatus
@@ -74,6 +75,7 @@ class ExecutorStats:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+    rate_limited: int = 0  # deliveries sent on to wait for their rate-limit start slot
 @dataclass(frozen=True, slots=True)
 class EventRoute:
     """How a subscriber queue's deliveries run: always ``definition``, each event under the
@@ -111,6 +113,7 @@ class Executor:
     ) -> None:
         self._registry = registry
         self._state = state
+        rate_sleepers: int = 1,
         self._out = republisher
         self._clock = clock
         self._worker_id = worker_id
@@ -133,6 +136,9 @@ class Executor:
     @property
     def in_flight(self) -> int:
         return self._work.count
+        #: Deliveries sleeping for a near rate-limit slot now, and how many may.
+        self._rate_sleeping = 0
+        self._rate_sleepers = rate_sleepers
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no delivery is being handled; False when ``timeout`` ran out."""
@@ -219,7 +225,9 @@ class Executor:
         if env.eta is not None:
             remaining = env.eta - self._clock.time()
             if remaining > TIER_BASE_MS / 1000:
-                await self._out.delay(delivery, queue, env.eta, task_id=env.task_id)
+                await self._out.delay(
+                    delivery, queue, env.eta, task_id=env.task_id, rate_slot=_holds_slot(delivery)
+                )
                 await delivery.ack()
                 return
             if remaining > 0:  # less than the smallest tier: cheaper to wait here
@@ -240,6 +248,10 @@ class Executor:
             token=token,
             lease_ms=self._lease_ms,
             worker=self._worker_id,
+        if definition.rate_limit is not None and await self._await_slot(
+            delivery, queue, env, definition.name, definition.rate_limit.interval
+        ):
+            return
             max_runs=definition.retry.max_runs,
             name=definition.name,
             queue=queue,
@@ -276,6 +288,36 @@ class Executor:
         definition: TaskDefinition,
         token: str,
         attempt: int,
+    async def _await_slot(
+        self, delivery: Delivery, queue: str, env: Envelope, name: str, interval: float
+    ) -> bool:
+        """Rate limit: reserve this run's start slot (shared by all workers in Redis).
+        Returns True when the delivery was handed off to wait for it (then acked).
+
+        A slot within ``RATE_SLEEP_MAX`` is slept here (by at most ``rate_sleepers``
+        deliveries at once); a later one is waited for in the delay tiers, so a limited
+        backlog holds no concurrency slot and a restart loses nothing. The copy carries the
+        slot (``x-burrow-rate-slot``) and starts without reserving again when it is due.
+        """
+        if _holds_slot(delivery):
+            return False  # back from waiting for the slot reserved for it
+        wait = await self._state.reserve_start(name, env.task_id, interval)
+        if wait <= 0:
+            return False
+        if wait <= RATE_SLEEP_MAX and self._rate_sleeping < self._rate_sleepers:
+            self._rate_sleeping += 1
+            try:
+                await asyncio.sleep(wait)
+            finally:
+                self._rate_sleeping -= 1
+            return False
+        await self._out.delay(
+            delivery, queue, self._clock.time() + wait, task_id=env.task_id, rate_slot=True
+        )
+        await delivery.ack()
+        self.stats.rate_limited += 1
+        return True
+
     ) -> None:
         if self._cancelled and self._was_cancelled(env.task_id, token):
             await delivery.ack()  # cancelled before its start reached us
@@ -485,6 +527,13 @@ def _failures(events: list[TaskEvent], last: TaskError, attempts: int) -> list[d
 
 
 def _brief(error: TaskError) -> dict[str, Any]:
+def _holds_slot(delivery: Delivery) -> bool:
+    """True for a copy waiting for (or back from waiting for) its reserved start slot."""
+    headers = delivery.headers
+    slot = headers.get(HDR_RATE_SLOT)
+    return slot is not None and slot == headers.get(HDR_ETA)
+
+
     return {
         "type": error.type,
         "message": error.message[:HISTORY_MESSAGE],

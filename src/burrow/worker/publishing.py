@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from burrow.broker.amqp import AmqpBroker, Delivery
-from burrow.broker.topology import Names, delay_exchange, delay_tier, tier_for
+from burrow.broker.topology import LANES, Names, delay_exchange, delay_tier, lane_of, tier_for
 from burrow.tasks.envelope import (
     HDR_ATTEMPT,
     HDR_DEAD_AT,
@@ -25,6 +25,7 @@ from burrow.tasks.envelope import (
     HDR_TIER,
     eta_header,
 )
+from burrow.tasks.ratelimit import HDR_RATE_SLOT
 from burrow.tasks.record import TaskError
 
 
@@ -37,10 +38,26 @@ class Republisher:
         #: Unprefixed queue -> the queue whose ``.dlq`` takes its dead letters, for queues
         #: that do not have their own (a broadcast subscriber's per-worker queues).
         self._dead_letters_of: dict[str, str] = {}
+        #: Unprefixed queue -> the names of its priority lanes (queues with priorities).
+        self._lanes: dict[str, frozenset[str]] = {}
 
     def route_dead_letters(self, queue: str, *, to: str) -> None:
         """Send the dead letters of ``queue`` to ``to``'s dead-letter queue (unprefixed)."""
         self._dead_letters_of[queue] = to
+
+    def use_lanes(self, queue: str) -> None:
+        """``queue`` has priority lanes: copies go back to the lane they came from."""
+        self._lanes[queue] = frozenset(self._names.lane(queue, lane) for lane in LANES)
+
+    def _target(self, delivery: Delivery, queue: str) -> str:
+        """The work queue a copy of ``delivery`` (from ``queue``) goes back to: for a queue
+        with lanes, the lane it was delivered from (else the lane of its priority)."""
+        lanes = self._lanes.get(queue)
+        if lanes is None:
+            return self._names.queue(queue)
+        if delivery.routing_key in lanes:
+            return str(delivery.routing_key)
+        return self._names.lane(queue, lane_of(delivery.priority))
 
     async def delay(
         self,
@@ -50,19 +67,25 @@ class Republisher:
         *,
         task_id: str,
         attempt: int | None = None,
+        rate_slot: bool = False,
     ) -> None:
         """Send ``delivery`` on toward ``queue`` so it arrives at ``eta`` (Unix time).
 
         ``task_id`` is the envelope's id: a foreign message without ``message_id`` gets one
         on first receipt, and every copy must keep it (or each retry would be a new task).
-        ``attempt``, when given, is the attempt the copy carries (a retry).
+        ``attempt``, when given, is the attempt the copy carries (a retry). ``rate_slot``
+        marks a copy waiting for the start slot reserved for it at ``eta`` (rate limits);
+        every other copy drops that mark and reserves again when it comes back.
         """
         headers = dict(delivery.headers or {})
         if attempt is not None:
             headers[HDR_ATTEMPT] = attempt
         headers[HDR_ETA] = eta_header(eta)
+        headers.pop(HDR_RATE_SLOT, None)
+        if rate_slot:
+            headers[HDR_RATE_SLOT] = headers[HDR_ETA]
         await self.publish_delayed(
-            self._names.queue(queue),
+            self._target(delivery, queue),
             delivery.body,
             headers,
             eta,
@@ -106,6 +129,7 @@ class Republisher:
             headers=headers,
             content_type=delivery.content_type,
             timestamp=delivery.timestamp,
+            priority=delivery.priority,
         )
 
     async def publish_delayed(

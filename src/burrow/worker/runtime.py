@@ -47,10 +47,12 @@ from burrow.errors import BrokerError, ConfigurationError, StateError, StateUnav
 from burrow.tasks.definition import TaskDefinition
 from burrow.tasks.handlers import Subscriber
 from burrow.worker.executor import EventRoute, Executor, ExecutorStats
+from burrow.tasks.ratelimit import rate_sleepers
 from burrow.worker.publishing import Republisher
 from burrow.worker.rpc import RpcServer, RpcServerStats
 
 if TYPE_CHECKING:
+from burrow.worker.priority import LaneGate
     from burrow.app import Burrow
 
 log = structlog.get_logger("burrow.worker")
@@ -163,6 +165,9 @@ class Worker:
             registry=app.registry,
             state=app.state,
             republisher=republisher,
+        for queue in self.queues:
+            if len(app.lanes(queue)) > 1:
+                republisher.use_lanes(queue)
             clock=app.clock,
             worker_id=self.worker_id,
             pool=self._pool,
@@ -181,6 +186,7 @@ class Worker:
                     "worker started",
                     worker=self.worker_id,
                     queues=list(self.queues),
+            rate_sleepers=rate_sleepers(self.concurrency),
                     subscribers=[s.name for s in self.subscribers],
                     rpc=[d.name for d in self.rpc_handlers],
                     concurrency=self.concurrency,
@@ -226,6 +232,10 @@ class Worker:
             await self._consume_rpc(definition)
 
     def _subscriber_queue(self, sub: Subscriber) -> tuple[QueueSpec, str]:
+            lanes = self.app.lanes(queue)
+            if len(lanes) > 1:
+                await self._consume_lanes(executor, queue, lanes)
+                continue
         """The queue ``sub`` consumes here (spec and unprefixed name) and its dedupe key."""
         if sub.shared:
             return self.app.work_queue_spec(sub.queue), sub.name
@@ -238,6 +248,26 @@ class Worker:
         dead-letter queue their per-worker queues send to."""
         app = self.app
         for sub in self.subscribers:
+
+    async def _consume_lanes(self, executor: Executor, queue: str, lanes: tuple[str, ...]) -> None:
+        """Consume every priority lane of ``queue``, highest first (so a backlog of high
+        ones is here first); ``concurrency`` of their deliveries run at once, and a freed
+        slot goes to the highest lane waiting (``LaneGate``)."""
+        gate = LaneGate(self.concurrency, len(lanes))
+        for rank, lane in enumerate(lanes):
+
+            async def handler(delivery: Any, _rank: int = rank) -> None:
+                await gate.acquire(_rank)
+                try:
+                    await executor.handle(delivery, queue)
+                finally:
+                    gate.release()
+
+            self._consumers.append(
+                await self.app.broker.consume(
+                    self.app.work_queue_spec(queue, lane), prefetch=self.prefetch, handler=handler
+                )
+            )
             if sub.shared:
                 await app.declare_queue(sub.queue)
                 continue
