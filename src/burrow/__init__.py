@@ -4,7 +4,7 @@ Layout (dependencies point inward; tests/unit/test_layers.py enforces it):
 
     core      errors, config, _clock, tasks/, broker/topology     (no I/O)
     adapters  broker/amqp (aio-pika), state (redis)               (-> core)
-    runtimes  worker/                                              (-> adapters, core)
+    runtimes  worker/, scheduler/                                  (-> adapters, core)
     root      app.Burrow: composition root and producer API        (-> all of the above)
     edges     cli/                                                 (-> app)
 """
@@ -32,6 +32,8 @@ from burrow.errors import (
     UnknownTask,
     Unroutable,
 )
+from burrow.scheduler.cron import Misfire, Schedule
+from burrow.scheduling import ScheduleInfo, ScheduleNotFound, ScheduleReadOnly
 from burrow.tasks.context import TaskContext
 from burrow.tasks.record import TaskError, TaskEvent, TaskRecord
 from burrow.tasks.retry import RetryPolicy
@@ -46,6 +48,7 @@ __all__ = [
     "ConfigurationError",
     "DeadLetter",
     "Exchange",
+    "Misfire",
     "Names",
     "OperationTimeout",
     "PayloadInvalid",
@@ -56,6 +59,10 @@ __all__ = [
     "RetryPolicy",
     "RpcError",
     "RpcTimeout",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
+    "ScheduleReadOnly",
     "Settings",
     "StateError",
     "StateUnavailable",

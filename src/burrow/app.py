@@ -47,6 +47,7 @@ from burrow.messaging import Messaging
 from burrow.operations import DeadLetter, Operations
 from burrow.scheduling import Scheduling
 from burrow.state.redis import NewTask, RedisStateStore, Reopened
+from burrow.tasks.callbacks import HDR_CALLBACK, callback_header
 from burrow.tasks.definition import TaskDefinition, build_definition, check_name
 from burrow.tasks.envelope import (
     HDR_ATTEMPT,
@@ -62,6 +63,8 @@ from burrow.tasks.record import TaskEvent, TaskRecord
 from burrow.tasks.registry import TaskRegistry
 from burrow.tasks.retry import RetryPolicy
 from burrow.tasks.status import TaskStatus
+from burrow.webhooks.notify import WebhookNotifier
+from burrow.webhooks.urls import check_submitted_callback
 from burrow.worker.publishing import Republisher
 
 log = structlog.get_logger("burrow")
@@ -127,11 +130,11 @@ class Burrow(Messaging, Operations, Scheduling):
         self._declared: set[str] = set()
         #: Types set in code with ``@app.task(queue_type=...)``: queue -> (type, task name).
         self._queue_types: dict[str, tuple[QueueType, str]] = {}
+        #: Queues with priority lanes (``@app.task(priorities=True)``).
+        self.priority_queues: set[str] = set()
         self._init_messaging()
         self._init_scheduling()
 
-        #: Queues with priority lanes (``@app.task(priorities=True)``).
-        self.priority_queues: set[str] = set()
     # -- registration -----------------------------------------------------------------
 
     def task(
@@ -145,11 +148,11 @@ class Burrow(Messaging, Operations, Scheduling):
         retry_base: float | None = None,
         retry_cap: float | None = None,
         queue_type: QueueType | None = None,
+        rate_limit: str | None = None,
+        priorities: bool = False,
     ) -> Any:
         """Register a task handler (``@app.task`` or ``@app.task(queue=..., ...)``).
 
-        rate_limit: str | None = None,
-        priorities: bool = False,
         Args:
             name: task name (default: the function's name).
             queue: queue the task is consumed from (unprefixed).
@@ -160,15 +163,15 @@ class Burrow(Messaging, Operations, Scheduling):
             queue_type: ``"quorum"`` or ``"classic"``: the type of ``queue`` and its
                 dead-letter queue (default: ``BURROW_QUEUE_TYPE``). Other tasks on the same
                 queue may leave it out; ``BURROW_QUEUE_TYPES`` overrides it.
-
-        Raises:
-            TaskDefinitionError: bad name, options or handler signature, or a ``queue_type``
             rate_limit: at most so many starts, e.g. ``"10/s"``, ``"100/m"``, ``"1000/h"``,
                 in any window of that length across all workers; a task over its limit
                 waits for its slot without holding a worker's concurrency slot.
             priorities: give ``queue`` priority lanes (``{queue}.high``, ``{queue}.low``
                 next to ``{queue}``), so workers start higher ``priority`` submits first
                 (docs/architecture.md). One task that asks is enough for the whole queue.
+
+        Raises:
+            TaskDefinitionError: bad name, options or handler signature, or a ``queue_type``
                 other than one given earlier for the same queue.
         """
 
@@ -192,11 +195,11 @@ class Burrow(Messaging, Operations, Scheduling):
             )
             if queue_type is not None:
                 self._queue_types.setdefault(queue, (queue_type, task_name))
+            if priorities:
+                self.priority_queues.add(queue)
             return func
 
         return register(fn) if fn is not None else register
-            if priorities:
-                self.priority_queues.add(queue)
 
     def _check_queue_type(self, task_name: str, queue: str, queue_type: str) -> None:
         if queue_type not in QUEUE_TYPES:
@@ -317,10 +320,10 @@ class Burrow(Messaging, Operations, Scheduling):
             queue,
             queue_type=self.queue_type(queue),
             delivery_limit=self.settings.delivery_limit,
+            lane=lane,
         )
 
     async def declare_queue(self, queue: str) -> None:
-            lane=lane,
         """Declare ``queue``'s work queue and dead-letter queue (once per connection).
 
         Raises:
@@ -360,6 +363,7 @@ class Burrow(Messaging, Operations, Scheduling):
         priority: int | None = None,
         task_id: str | None = None,
         headers: dict[str, Any] | None = None,
+        callback_url: str | None = None,
     ) -> TaskHandle:
         """Submit one task; returns once the broker confirmed the message.
 
@@ -372,13 +376,20 @@ class Burrow(Messaging, Operations, Scheduling):
             priority: 0-9 (9 highest), for queues that support priorities.
             task_id: choose the id (default: a new UUID4).
             headers: extra message headers (e.g. ``traceparent``).
+            callback_url: http(s) URL that gets a signed POST when the task ends
+                (docs/webhooks.md); checked against SSRF here and at every delivery.
 
         Raises:
             UnknownTask: no such task. PayloadInvalid: the payload does not validate.
+            CallbackRefused: ``callback_url`` is refused (SSRF rules), or no
+                ``BURROW_WEBHOOK_SECRET`` is set.
             BrokerUnavailable, PublishTimeout, PublishRejected, StateUnavailable.
         """
         definition = self.registry.get(name)
         body = self._encode(definition, payload)
+        if callback_url is not None:
+            checked = await asyncio.to_thread(check_submitted_callback, self.settings, callback_url)
+            headers = {**(headers or {}), HDR_CALLBACK: checked}
         return await self._submit_encoded(
             definition,
             body,
@@ -551,6 +562,7 @@ class Burrow(Messaging, Operations, Scheduling):
                 max_retries=definition.max_retries,
                 trace_id=trace_id_of(traceparent) or "",
                 eta=due,
+                callback_url=callback_header(hdrs),
             )
         )
         try:
@@ -712,7 +724,27 @@ class Burrow(Messaging, Operations, Scheduling):
             raise TaskConflict(task_id, done.status, "cancel")
         if done.status == TaskStatus.RUNNING.value and done.lease:
             await self._tell_workers_cancel(task_id, done.lease)
+        await self._cancel_webhook(task_id)
         return await self.get(task_id)
+
+    async def _cancel_webhook(self, task_id: str) -> None:
+        """Enqueue the webhook of a task cancelled here, if it has a callback URL. Should
+        that fail, a worker enqueues it when it meets the task's message (acked unrun)."""
+        url = await self.state.callback_url(task_id) or self.settings.callback_url
+        if not url:
+            return
+        notifier = WebhookNotifier(
+            broker=self.broker, state=self.state, names=self.names, settings=self.settings
+        )
+        try:
+            await self.broker.connect(timeout=self.settings.publish_timeout)
+            await notifier.notify(task_id, url)
+        except BurrowError as exc:
+            log.warning(
+                "task cancelled, but its webhook could not be enqueued yet",
+                task_id=task_id,
+                error=str(exc),
+            )
 
     async def _tell_workers_cancel(self, task_id: str, lease: str) -> None:
         body = orjson.dumps({"task_id": task_id, "lease": lease})

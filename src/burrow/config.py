@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QueueType = Literal["quorum", "classic"]
@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     api_keys: str = ""
     webhook_secret: str = ""
     callback_allowlist: str = ""
+    # Webhooks (burrow.webhooks; docs/webhooks.md).
+    callback_url: str = Field(default="", max_length=2048)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=26)
+    webhook_retry_base: float = Field(default=5.0, gt=0)
+    webhook_retry_cap: float = Field(default=3600.0, gt=0)
+    webhook_connect_timeout: float = Field(default=5.0, gt=0)
+    webhook_timeout: float = Field(default=15.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1, le=1000)
 
     queue_type: QueueType = "quorum"
     # NoDecode: the variable is ``q:type,q:type``, not the JSON pydantic-settings expects.
@@ -129,6 +137,15 @@ class Settings(BaseSettings):
     # Scheduler (burrow.scheduler; docs/scheduling.md).
     scheduler_lock_ttl: float = Field(default=10.0, ge=1, le=3600)
     scheduler_misfire_grace: float = Field(default=60.0, ge=0)
+
+    @model_validator(mode="after")
+    def _default_callback_needs_secret(self) -> Settings:
+        if self.callback_url and not self.webhook_secret.strip():
+            raise ValueError(
+                "BURROW_CALLBACK_URL is set but BURROW_WEBHOOK_SECRET is not: webhooks are "
+                "always signed, so set a secret (whsec_ + base64 of at least 24 bytes)"
+            )
+        return self
 
     @field_validator("namespace")
     @classmethod

@@ -10,17 +10,16 @@ API only sees a key's ``id``, a short hash.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import ipaddress
-import socket
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 from burrow.config import Settings
 from burrow.errors import ConfigurationError
+from burrow.tasks.callbacks import CallbackRefused, parse_allowlist
+from burrow.webhooks.urls import check_callback_url, check_submitted_callback
 
 
 class Scope(StrEnum):
@@ -124,91 +123,19 @@ def check_bind(settings: Settings, host: str, insecure: bool) -> None:
 
 
 # -- callback URLs (SSRF) ------------------------------------------------------------------
+# The checks live in burrow.tasks.callbacks (pure) and burrow.webhooks.urls (DNS), shared
+# with Burrow.submit and the workers, which check again at every delivery.
 
-
-class CallbackRefused(ValueError):
-    """A callback URL burrow will not call (the message says why)."""
-
-
-def parse_allowlist(value: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network | str]:
-    """``BURROW_CALLBACK_ALLOWLIST``: comma-separated host names and CIDRs."""
-    allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network | str] = []
-    for raw in value.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        try:
-            allowed.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            allowed.append(entry.rstrip("."))
-    return allowed
-
-
-def _allowed(
-    host: str,
-    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-    allowlist: list[ipaddress.IPv4Network | ipaddress.IPv6Network | str],
-) -> bool:
-    for entry in allowlist:
-        if isinstance(entry, str):
-            if entry == host:
-                return True
-        elif addresses and all(a in entry for a in addresses):
-            return True
-    return False
-
-
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    with contextlib.suppress(ValueError):
-        return [ipaddress.ip_address(host)]
-    with contextlib.suppress(OSError):  # inet_aton reads 2130706433, 0x7f000001, 127.1
-        return [ipaddress.IPv4Address(socket.inet_aton(host))]
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return []
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-
-
-def _host_and_port(url: str) -> tuple[str, int | None]:
-    if len(url) > 2048 or any(ord(c) < 0x21 or c == "\\" for c in url):
-        raise CallbackRefused("callback_url is too long or has spaces or control characters")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise CallbackRefused("callback_url must be http or https")
-    if "@" in parts.netloc:
-        raise CallbackRefused("callback_url must not contain userinfo")
-    host = (parts.hostname or "").rstrip(".").lower()
-    if not host:
-        raise CallbackRefused("callback_url has no host")
-    try:
-        return host, parts.port
-    except ValueError:
-        raise CallbackRefused("callback_url has an invalid port") from None
-
-
-def check_callback_url(url: str, allowlist_text: str) -> str:
-    """Vet a callback URL against SSRF; returns it normalised.
-
-    Only ``http``/``https`` without userinfo or control characters, on ports 80/443 (any port
-    for allow-listed hosts), to hosts that resolve only to public addresses (loopback,
-    private, link-local, reserved and multicast ranges are refused) unless allow-listed.
-    This is the registration-time check; delivery must check again (RELIABILITY §4.1).
-
-    Raises:
-        CallbackRefused: with the reason.
-    """
-    host, port = _host_and_port(url)
-    addresses = _addresses(host)
-    allowlist = parse_allowlist(allowlist_text)
-    if _allowed(host, addresses, allowlist):
-        return url
-    if port not in (None, 80, 443):
-        raise CallbackRefused("callback_url may only use ports 80 and 443")
-    if not addresses:
-        raise CallbackRefused(f"callback_url host {host!r} does not resolve")
-    for address in addresses:
-        mapped = getattr(address, "ipv4_mapped", None) or address
-        if not mapped.is_global or mapped.is_multicast:
-            raise CallbackRefused(f"callback_url host {host!r} is not a public address")
-    return url
+__all__ = [
+    "ALL_SCOPES",
+    "ApiKey",
+    "CallbackRefused",
+    "Scope",
+    "check_bind",
+    "check_callback_url",
+    "check_submitted_callback",
+    "find_key",
+    "is_loopback",
+    "parse_allowlist",
+    "parse_api_keys",
+]

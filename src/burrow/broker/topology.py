@@ -355,6 +355,18 @@ def control_queue(names: Names, worker_id: str) -> QueueSpec:
     )
 
 
+def webhook_queue(names: Names, *, queue_type: QueueType, delivery_limit: int) -> QueueSpec:
+    """The internal queue of webhook deliveries, ``{ns}.webhooks``, consumed by every worker
+    of a namespace with webhooks on (``burrow.webhooks``). ``webhooks`` is a reserved queue
+    name. Durable, with the default queue type; on quorum queues ``x-delivery-limit`` drops
+    a delivery that kills its worker every time (there is no dead-letter queue: the outcome
+    of a webhook is recorded on its task)."""
+    args: dict[str, Any] = {"x-queue-type": queue_type}
+    if queue_type == "quorum":
+        args["x-delivery-limit"] = delivery_limit
+    return QueueSpec(names.queue("webhooks"), args)
+
+
 def tier_for(remaining_ms: float) -> int | None:
     """The largest tier not longer than ``remaining_ms``, or None when below the smallest.
 

@@ -25,7 +25,7 @@ from burrow.state.keys import Keys
 from burrow.state.listing import IndexScan
 from burrow.state.ratelimit import reserve_start
 from burrow.tasks.listing import Position, TaskFilter
-from burrow.tasks.record import TaskError, TaskEvent, TaskRecord
+from burrow.tasks.record import TaskError, TaskEvent, TaskRecord, WebhookOutcome
 from burrow.tasks.status import TaskStatus
 
 SCRIPTS = (
@@ -39,9 +39,10 @@ SCRIPTS = (
     "release",
     "cancel",
     "trim",
+    "webhook",
     "ratelimit",
 )
-_JSON_FIELDS = frozenset({"payload", "result", "error"})
+_JSON_FIELDS = frozenset({"payload", "result", "error", "webhook"})
 _FLOAT_FIELDS = frozenset({"created_at", "started_at", "finished_at", "updated_at", "eta"})
 _INT_FIELDS = frozenset({"attempts", "max_retries"})
 
@@ -94,6 +95,7 @@ class NewTask:
     max_retries: int
     trace_id: str
     eta: float | None = None
+    callback_url: str | None = None
 
 
 class RedisStateStore:
@@ -195,6 +197,7 @@ class RedisStateStore:
             task.trace_id,
             eta,
             self.ttl,
+            task.callback_url or "",
         )
 
     async def start(
@@ -333,9 +336,6 @@ class RedisStateStore:
             )
         )
 
-    async def claim_on_dead(self, task_id: str) -> bool:
-        """Claim the task's compensation; True exactly once per dead task."""
-        with map_redis_errors("claim compensation"):
     async def reserve_start(self, task: str, task_id: str, interval: float) -> float:
         """Reserve the next start slot of rate-limited ``task`` (``state/ratelimit.py``);
         returns the seconds to wait for it (0: start now)."""
@@ -343,6 +343,39 @@ class RedisStateStore:
             self._call, self.keys, task=task, task_id=task_id, interval=interval
         )
 
+    async def record_webhook(self, task_id: str, outcome: WebhookOutcome, *, enqueue: bool) -> bool:
+        """Write where the task's webhook stands (``lua/webhook.lua``): with ``enqueue``
+        unless this webhook id was enqueued before, else only while it is still pending.
+        Never changes the task's status; False when not written."""
+        written = await self._call(
+            "webhook",
+            (self.keys.task(task_id),),
+            (
+                outcome.id,
+                "enqueue" if enqueue else "update",
+                outcome.model_dump_json(exclude_none=True),
+            ),
+        )
+        return bool(written)
+
+    async def webhook_state(self, task_id: str) -> WebhookOutcome | None:
+        """The task's webhook outcome, or None (no webhook, or no record)."""
+        raw = await self._command("HGET", self.keys.task(task_id), "webhook")
+        if not raw:
+            return None
+        try:
+            return WebhookOutcome.model_validate_json(raw)
+        except ValueError:
+            return None
+
+    async def callback_url(self, task_id: str) -> str | None:
+        """The callback URL given when the task was submitted, or None."""
+        raw = await self._command("HGET", self.keys.task(task_id), "callback_url")
+        return _text(raw) or None
+
+    async def claim_on_dead(self, task_id: str) -> bool:
+        """Claim the task's compensation; True exactly once per dead task."""
+        with map_redis_errors("claim compensation"):
             return bool(await self._redis().hsetnx(self.keys.task(task_id), "on_dead", "claimed"))
 
     async def set_on_dead(self, task_id: str, outcome: str) -> None:

@@ -34,6 +34,27 @@ class TaskEvent(BaseModel):
     note: str | None = None
 
 
+class WebhookOutcome(BaseModel):
+    """Where the webhook of a task's terminal state stands (``burrow.webhooks``).
+
+    ``status`` is ``pending`` (enqueued, being tried), ``delivered`` or ``failed`` (given
+    up). ``last_error`` is machine-readable (``http_500``, ``timeout``, ``connect_error``,
+    ``redirect_blocked``, ``ssrf_blocked``, ``gone``, ``max_attempts`` ...). It never
+    changes the task's own status.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    status: str
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    detail: str | None = None
+    next_attempt_at: float | None = None
+    updated_at: float | None = None
+
+
 class TaskRecord(BaseModel):
     """A task's state, result and error as stored in Redis.
 
@@ -59,6 +80,7 @@ class TaskRecord(BaseModel):
     eta: float | None = None
     trace_id: str | None = None
     worker: str | None = None
+    webhook: WebhookOutcome | None = None
 
     @property
     def terminal(self) -> bool:

@@ -23,7 +23,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 import structlog
@@ -44,6 +44,9 @@ from burrow.worker._calls import call_handler
 from burrow.worker._inflight import InFlight
 from burrow.worker.outcomes import Reject, Retry
 from burrow.worker.publishing import Republisher
+
+if TYPE_CHECKING:
+    from burrow.webhooks.notify import WebhookNotifier
 
 log = structlog.get_logger("burrow.worker")
 
@@ -72,10 +75,10 @@ class ExecutorStats:
     fenced: int = 0
     requeued: int = 0
     cancelled: int = 0
+    rate_limited: int = 0  # deliveries sent on to wait for their rate-limit start slot
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-    rate_limited: int = 0  # deliveries sent on to wait for their rate-limit start slot
 @dataclass(frozen=True, slots=True)
 class EventRoute:
     """How a subscriber queue's deliveries run: always ``definition``, each event under the
@@ -110,10 +113,11 @@ class Executor:
         default_timeout: float,
         max_message_bytes: int,
         on_dead: Any,
+        rate_sleepers: int = 1,
+        webhooks: WebhookNotifier | None = None,
     ) -> None:
         self._registry = registry
         self._state = state
-        rate_sleepers: int = 1,
         self._out = republisher
         self._clock = clock
         self._worker_id = worker_id
@@ -132,13 +136,15 @@ class Executor:
         self._work = InFlight()
         self.closing = False
         self._failures = 0  # consecutive deliveries that hit a Redis or broker failure
+        #: Deliveries sleeping for a near rate-limit slot now, and how many may.
+        self._rate_sleeping = 0
+        self._rate_sleepers = rate_sleepers
+        #: Enqueues the webhook of a task that ended (None: webhooks not wired in).
+        self._webhooks = webhooks
 
     @property
     def in_flight(self) -> int:
         return self._work.count
-        #: Deliveries sleeping for a near rate-limit slot now, and how many may.
-        self._rate_sleeping = 0
-        self._rate_sleepers = rate_sleepers
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no delivery is being handled; False when ``timeout`` ran out."""
@@ -242,16 +248,16 @@ class Executor:
     async def _attempt(
         self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition
     ) -> None:
+        if definition.rate_limit is not None and await self._await_slot(
+            delivery, queue, env, definition.name, definition.rate_limit.interval
+        ):
+            return
         token = secrets.token_hex(8)
         start = await self._state.start(
             task_id=env.task_id,
             token=token,
             lease_ms=self._lease_ms,
             worker=self._worker_id,
-        if definition.rate_limit is not None and await self._await_slot(
-            delivery, queue, env, definition.name, definition.rate_limit.interval
-        ):
-            return
             max_runs=definition.retry.max_runs,
             name=definition.name,
             queue=queue,
@@ -260,6 +266,8 @@ class Executor:
         )
         if start.code == "terminal":
             self.stats.deduplicated += 1  # a redelivery or duplicate of a finished task
+            # Its webhook too, unless enqueued before (a crash may have come in between).
+            await self._webhook(env.task_id, delivery)
             await delivery.ack()
             return
         if start.code == "busy":
@@ -280,14 +288,6 @@ class Executor:
         self.stats.started += 1
         await self._run_attempt(delivery, queue, env, definition, token, start.attempts)
 
-    async def _run_attempt(
-        self,
-        delivery: Delivery,
-        queue: str,
-        env: Envelope,
-        definition: TaskDefinition,
-        token: str,
-        attempt: int,
     async def _await_slot(
         self, delivery: Delivery, queue: str, env: Envelope, name: str, interval: float
     ) -> bool:
@@ -318,8 +318,17 @@ class Executor:
         self.stats.rate_limited += 1
         return True
 
+    async def _run_attempt(
+        self,
+        delivery: Delivery,
+        queue: str,
+        env: Envelope,
+        definition: TaskDefinition,
+        token: str,
+        attempt: int,
     ) -> None:
         if self._cancelled and self._was_cancelled(env.task_id, token):
+            await self._webhook(env.task_id, delivery)  # if Burrow.cancel could not
             await delivery.ack()  # cancelled before its start reached us
             return
         self.leases[env.task_id] = token
@@ -347,6 +356,7 @@ class Executor:
         if self._cancelled and self._was_cancelled(env.task_id, token):
             # Cancelled while a sync handler (or one that swallowed the cancellation) ran
             # on: its outcome is discarded.
+            await self._webhook(env.task_id, delivery)
             await delivery.ack()
             return
         await self._settle(delivery, queue, env, definition, token, attempt, outcome)
@@ -367,6 +377,8 @@ class Executor:
             )
             self.stats.succeeded += written
             self.stats.fenced += not written
+            if written:
+                await self._webhook(env.task_id, delivery)
             await delivery.ack()
             return
         if outcome.error is None:  # pragma: no cover - every failure outcome carries one
@@ -472,11 +484,22 @@ class Executor:
             error=error,
             note=error.reason or "",
         )
+        if written:
+            await self._webhook(env.task_id, delivery)
         await delivery.ack()
         self.stats.dead += 1
         self._count_reason(error.reason or "error")
         if written:
             await self._on_dead(definition.name, env.task_id)
+
+    async def _webhook(self, task_id: str, delivery: Delivery) -> None:
+        """Enqueue the webhook of ``task_id`` (terminal) if it has a callback URL; before
+        the ack, so a crash makes the redelivery enqueue it (``WebhookNotifier.notify``)."""
+        if self._webhooks is None:
+            return
+        url = self._webhooks.url_for(delivery.headers)
+        if url is not None:
+            await self._webhooks.notify(task_id, url)
 
     async def _park(
         self, delivery: Delivery, queue: str, reason: str, detail: str, task_id: str | None
@@ -504,6 +527,13 @@ class Executor:
         self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
 
 
+def _holds_slot(delivery: Delivery) -> bool:
+    """True for a copy waiting for (or back from waiting for) its reserved start slot."""
+    headers = delivery.headers
+    slot = headers.get(HDR_RATE_SLOT)
+    return slot is not None and slot == headers.get(HDR_ETA)
+
+
 class _NoRecord:
     attempts = 0
 
@@ -527,13 +557,6 @@ def _failures(events: list[TaskEvent], last: TaskError, attempts: int) -> list[d
 
 
 def _brief(error: TaskError) -> dict[str, Any]:
-def _holds_slot(delivery: Delivery) -> bool:
-    """True for a copy waiting for (or back from waiting for) its reserved start slot."""
-    headers = delivery.headers
-    slot = headers.get(HDR_RATE_SLOT)
-    return slot is not None and slot == headers.get(HDR_ETA)
-
-
     return {
         "type": error.type,
         "message": error.message[:HISTORY_MESSAGE],

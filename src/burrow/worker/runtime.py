@@ -42,17 +42,21 @@ from burrow.broker.topology import (
     dead_letter_queue,
     event_exchange,
     rpc_queue,
+    webhook_queue,
 )
 from burrow.errors import BrokerError, ConfigurationError, StateError, StateUnavailable
 from burrow.tasks.definition import TaskDefinition
 from burrow.tasks.handlers import Subscriber
-from burrow.worker.executor import EventRoute, Executor, ExecutorStats
 from burrow.tasks.ratelimit import rate_sleepers
+from burrow.webhooks.delivery import WebhookDeliverer
+from burrow.webhooks.events import WEBHOOK_QUEUE
+from burrow.webhooks.notify import WebhookNotifier
+from burrow.worker.executor import EventRoute, Executor, ExecutorStats
+from burrow.worker.priority import LaneGate
 from burrow.worker.publishing import Republisher
 from burrow.worker.rpc import RpcServer, RpcServerStats
 
 if TYPE_CHECKING:
-from burrow.worker.priority import LaneGate
     from burrow.app import Burrow
 
 log = structlog.get_logger("burrow.worker")
@@ -106,6 +110,11 @@ class Worker:
             queues or app.registry.queues() or ([] if only_handlers else ["default"])
         )
         _check_queues(self.queues, self.subscribers)
+        if WEBHOOK_QUEUE in self.queues:
+            raise ConfigurationError(
+                f"queue name {WEBHOOK_QUEUE!r} is reserved for webhook deliveries; "
+                "give the task another queue"
+            )
         self.concurrency = concurrency or ws.concurrency
         self.prefetch = app.settings.prefetch or self.concurrency
         self.grace = ws.grace if grace is None else grace
@@ -122,6 +131,8 @@ class Worker:
         self._consumers: list[Consumer] = []
         #: Kept apart from the work consumers: cancel requests still count while draining.
         self._control: Consumer | None = None
+        #: Delivers webhooks (``{ns}.webhooks``) when a webhook secret is set.
+        self._webhooks: WebhookDeliverer | None = None
 
     def statistics(self) -> WorkerStatistics:
         stats = self._executor.stats if self._executor else ExecutorStats()
@@ -154,6 +165,9 @@ class Worker:
         for queue in self.queues:
             await app.declare_queue(queue)
         republisher = Republisher(app.broker, app.names)
+        for queue in self.queues:
+            if len(app.lanes(queue)) > 1:
+                republisher.use_lanes(queue)
         await self._declare_subscriber_queues(republisher)
         self._rpc = RpcServer(
             broker=app.broker,
@@ -165,9 +179,6 @@ class Worker:
             registry=app.registry,
             state=app.state,
             republisher=republisher,
-        for queue in self.queues:
-            if len(app.lanes(queue)) > 1:
-                republisher.use_lanes(queue)
             clock=app.clock,
             worker_id=self.worker_id,
             pool=self._pool,
@@ -175,6 +186,10 @@ class Worker:
             default_timeout=app.settings.task_timeout,
             max_message_bytes=app.settings.max_message_bytes,
             on_dead=app.run_on_dead,
+            rate_sleepers=rate_sleepers(self.concurrency),
+            webhooks=WebhookNotifier(
+                broker=app.broker, state=app.state, names=app.names, settings=app.settings
+            ),
         )
         try:
             async with asyncio.TaskGroup() as tg:
@@ -186,7 +201,6 @@ class Worker:
                     "worker started",
                     worker=self.worker_id,
                     queues=list(self.queues),
-            rate_sleepers=rate_sleepers(self.concurrency),
                     subscribers=[s.name for s in self.subscribers],
                     rpc=[d.name for d in self.rpc_handlers],
                     concurrency=self.concurrency,
@@ -218,6 +232,10 @@ class Worker:
             bind_to=control_exchange(self.app.names),
         )
         for queue in self.queues:
+            lanes = self.app.lanes(queue)
+            if len(lanes) > 1:
+                await self._consume_lanes(executor, queue, lanes)
+                continue
             spec = self.app.work_queue_spec(queue)
 
             async def handler(delivery: Any, _queue: str = queue) -> None:
@@ -230,24 +248,30 @@ class Worker:
             await self._consume_subscriber(executor, sub)
         for definition in self.rpc_handlers:
             await self._consume_rpc(definition)
+        await self._consume_webhooks()
 
-    def _subscriber_queue(self, sub: Subscriber) -> tuple[QueueSpec, str]:
-            lanes = self.app.lanes(queue)
-            if len(lanes) > 1:
-                await self._consume_lanes(executor, queue, lanes)
-                continue
-        """The queue ``sub`` consumes here (spec and unprefixed name) and its dedupe key."""
-        if sub.shared:
-            return self.app.work_queue_spec(sub.queue), sub.name
-        return broadcast_queue(self.app.names, sub.name, self.worker_id), (
-            f"{sub.name}@{self.worker_id}"
-        )
-
-    async def _declare_subscriber_queues(self, republisher: Republisher) -> None:
-        """Shared queues with their dead-letter queues; for broadcast subscribers the shared
-        dead-letter queue their per-worker queues send to."""
+    async def _consume_webhooks(self) -> None:
+        """Deliver webhooks: every worker consumes ``{ns}.webhooks`` once a webhook secret
+        is set (without one, nothing is ever enqueued: webhooks are always signed)."""
         app = self.app
-        for sub in self.subscribers:
+        if not app.settings.webhook_secret.strip():
+            return
+        self._webhooks = deliverer = WebhookDeliverer(
+            settings=app.settings,
+            state=app.state,
+            republisher=Republisher(app.broker, app.names),
+            names=app.names,
+        )
+        spec = webhook_queue(
+            app.names,
+            queue_type=app.settings.queue_type,
+            delivery_limit=app.settings.delivery_limit,
+        )
+        self._consumers.append(
+            await app.broker.consume(
+                spec, prefetch=app.settings.webhook_concurrency, handler=deliverer.handle
+            )
+        )
 
     async def _consume_lanes(self, executor: Executor, queue: str, lanes: tuple[str, ...]) -> None:
         """Consume every priority lane of ``queue``, highest first (so a backlog of high
@@ -268,6 +292,20 @@ class Worker:
                     self.app.work_queue_spec(queue, lane), prefetch=self.prefetch, handler=handler
                 )
             )
+
+    def _subscriber_queue(self, sub: Subscriber) -> tuple[QueueSpec, str]:
+        """The queue ``sub`` consumes here (spec and unprefixed name) and its dedupe key."""
+        if sub.shared:
+            return self.app.work_queue_spec(sub.queue), sub.name
+        return broadcast_queue(self.app.names, sub.name, self.worker_id), (
+            f"{sub.name}@{self.worker_id}"
+        )
+
+    async def _declare_subscriber_queues(self, republisher: Republisher) -> None:
+        """Shared queues with their dead-letter queues; for broadcast subscribers the shared
+        dead-letter queue their per-worker queues send to."""
+        app = self.app
+        for sub in self.subscribers:
             if sub.shared:
                 await app.declare_queue(sub.queue)
                 continue
@@ -333,6 +371,8 @@ class Worker:
         log.info("worker stopping", in_flight=executor.in_flight, grace=self.grace)
         if self._rpc is not None:
             await self._rpc.wait_idle(self.grace)  # replies are at-most-once: nothing to give back
+        if self._webhooks is not None:  # an unfinished attempt is simply delivered again
+            await self._webhooks.wait_idle(min(self.grace, self.app.settings.webhook_timeout))
         if not await executor.wait_idle(self.grace):
             log.warning(
                 "grace period over; returning unfinished tasks to the queue",
@@ -352,6 +392,8 @@ class Worker:
         with contextlib.suppress(StateError):  # the heartbeat expires by itself
             await self.app.state.forget_worker(self.worker_id)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
 
     async def _maintain(self, done: asyncio.Event) -> None:
         """Renew leases, reap expired ones, and write heartbeats until ``done`` is set.

@@ -36,9 +36,10 @@ from burrow.api.deps import (
 )
 from burrow.api.deps import Read as ReadScope
 from burrow.api.envelope import ApiError, Envelope, accepted, error_responses, ok
-from burrow.api.security import CallbackRefused, Scope, check_callback_url
+from burrow.api.security import CallbackRefused, Scope, check_submitted_callback
 from burrow.app import MAX_DELAY, Burrow
 from burrow.errors import OperationTimeout, PublishTimeout
+from burrow.tasks.callbacks import HDR_CALLBACK
 from burrow.tasks.definition import TaskDefinition
 from burrow.tasks.envelope import new_task_id, new_traceparent, trace_id_of
 from burrow.tasks.record import TaskRecord
@@ -48,8 +49,6 @@ PREFIX = "/api/v1"
 QUEUED = TaskStatus.QUEUED.value
 #: Items per batch request (the body cap applies too).
 MAX_BATCH = 10_000
-#: Header carrying the callback URL to the worker (SPEC §5: options travel in headers).
-HDR_CALLBACK = "x-burrow-callback-url"
 
 TaskId = Annotated[str, Path(min_length=1, max_length=200, description="The task id.")]
 IdempotencyHeader = Annotated[
@@ -148,10 +147,10 @@ def _due(options: SubmitOptions, now: float) -> float | None:
 async def _callback_headers(state: ApiState, url: str | None) -> dict[str, str]:
     if url is None:
         return {}
-    allowlist = state.burrow.settings.callback_allowlist
+    settings = state.burrow.settings
     try:
         async with asyncio.timeout(state.timeout):
-            checked = await asyncio.to_thread(check_callback_url, url, allowlist)
+            checked = await asyncio.to_thread(check_submitted_callback, settings, url)
     except (CallbackRefused, TimeoutError) as exc:
         reason = str(exc) or "callback_url host did not resolve in time"
         raise ApiError(
