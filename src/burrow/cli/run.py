@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from burrow._gc import settle_heap
 from burrow.app import Burrow
 from burrow.cli._async import err, run
 from burrow.cli.loader import load_app
@@ -129,6 +130,7 @@ async def _serve(runtime: Worker) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    settle_heap()
     try:
         await runtime.run(stop)
     finally:

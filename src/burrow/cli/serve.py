@@ -60,12 +60,15 @@ def _check(
 
 def asgi_app() -> FastAPI:
     """uvicorn's factory: the API of the app named by ``BURROW_APP``."""
+    from burrow._gc import settle_heap
     from burrow.api import create_app
 
     target = os.environ.get(APP_VARIABLE)
     if not target:
         raise RuntimeError(f"{APP_VARIABLE} is not set (start the API with `burrow api APP`)")
-    return create_app(load_app(target))
+    api = create_app(load_app(target))
+    settle_heap()  # after the imports and routes: see burrow._gc
+    return api
 
 
 def api(
