@@ -75,7 +75,7 @@ async def test_two_schedulers_fire_each_tick_once(make_app: Callable[..., Burrow
     runs: list[str] = []
 
     def build() -> Burrow:
-        app = make_app(scheduler_lock_ttl=3)
+        app = make_app(scheduler_lock_ttl=10)  # no failover wanted here, even under load
 
         @app.periodic(EVERY_SECOND, name="tick")
         async def tick(ctx: TaskContext) -> None:
