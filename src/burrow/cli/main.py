@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from burrow.cli import ops, run, schedules, serve, tasks
+from burrow.cli import bench, ops, run, schedules, serve, tasks
 
 cli = typer.Typer(
     name="burrow",
@@ -24,6 +24,7 @@ cli.command("queues")(ops.queues)
 cli.command("dlq")(ops.dlq)
 cli.command("scheduler")(schedules.scheduler)
 cli.command("schedules")(schedules.schedules)
+cli.command("bench")(bench.bench)
 
 
 def main() -> None:
