@@ -100,7 +100,7 @@ async def test_rate_limit_holds_across_two_worker_processes(
     starts = [r.started_at for r in records if r.started_at is not None]
     assert len(starts) == 30
     assert most_in_any_window(starts, 1.0) <= LIMIT + 1, sorted(starts)
-    # Evenly spaced: 30 starts at 5/s span at least 29 intervals (less a little jitter).
+    # Evenly spaced: 30 starts at 5/s span at least 29 intervals (less a little lateness).
     assert max(starts) - min(starts) >= 29 / LIMIT - 0.5
     assert len({r.worker.rsplit("-", 2)[1] for r in records if r.worker}) == 2
     assert quick.status is TaskStatus.SUCCEEDED

@@ -7,7 +7,12 @@ import pytest
 from burrow import Burrow, Settings
 from burrow.errors import TaskDefinitionError
 from burrow.tasks.definition import build_definition
-from burrow.tasks.ratelimit import RateLimit, parse_rate_limit, rate_sleepers
+from burrow.tasks.ratelimit import (
+    SPACING_MARGIN,
+    RateLimit,
+    parse_rate_limit,
+    rate_sleepers,
+)
 from burrow.tasks.retry import RetryPolicy
 
 
@@ -32,6 +37,13 @@ def test_interval_spaces_starts_evenly_over_the_period() -> None:
     assert parse_rate_limit("5/s").interval == pytest.approx(0.2)
     assert parse_rate_limit("120/m").interval == pytest.approx(0.5)
     assert RateLimit(count=1000, period=3600.0, text="1000/h").interval == pytest.approx(3.6)
+
+
+def test_slots_are_spaced_a_little_wider_than_the_limit_needs() -> None:
+    limit = parse_rate_limit("5/s")
+    assert limit.spacing == pytest.approx(0.2 * (1 + SPACING_MARGIN))
+    # N slots still fit in little more than one period: the limit is not much lowered.
+    assert limit.count * limit.spacing <= limit.period * 1.05
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,11 @@
 
 A rate limit ``"N/s"``, ``"N/m"`` or ``"N/h"`` means at most N starts of the task in any
 window of that length, across every worker process (SPEC §6): a sliding window, not a
-bucket that bursts and then refills. Burrow enforces it by spacing starts evenly, one every
-``period / N`` seconds (GCRA without burst, ``state/lua/ratelimit.lua``), which keeps every
-window of the period at N starts or fewer.
+bucket that bursts and then refills. Burrow enforces it by spacing start slots evenly, one
+every ``period / N`` seconds plus ``SPACING_MARGIN`` (GCRA without burst,
+``state/lua/ratelimit.lua``), which keeps every window of the period at N starts or fewer.
+The margin absorbs the few milliseconds by which a start can follow its slot: without it,
+a start a little late and the one N slots later on time would put N + 1 starts in a window.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ RATE_SLEEP_MAX = 0.25
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _UNITS |= {"h": 3600.0, "hour": 3600.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*([a-z]+)\s*$")
+#: Start slots are this much (a fraction of ``period / N``) further apart than the limit
+#: needs, so small lateness of a start does not push a window over N (2 % of 1/N s: 4 ms at
+#: 5/s, summed over the N slots of a window: 20 ms).
+SPACING_MARGIN = 0.02
 #: Limits above this many starts per second are refused: the spacing would be below the
 #: millisecond that Redis and the delay tiers work in.
 MAX_PER_SECOND = 1000
@@ -42,6 +48,11 @@ class RateLimit:
     def interval(self) -> float:
         """Seconds between two starts (the spacing that keeps every window within limit)."""
         return self.period / self.count
+
+    @property
+    def spacing(self) -> float:
+        """Seconds between two reserved start slots: ``interval`` plus ``SPACING_MARGIN``."""
+        return self.interval * (1 + SPACING_MARGIN)
 
 
 def parse_rate_limit(text: str) -> RateLimit:
@@ -80,6 +91,7 @@ __all__ = [
     "HDR_RATE_SLOT",
     "MAX_PER_SECOND",
     "RATE_SLEEP_MAX",
+    "SPACING_MARGIN",
     "RateLimit",
     "parse_rate_limit",
     "rate_sleepers",

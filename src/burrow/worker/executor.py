@@ -249,7 +249,7 @@ class Executor:
         self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition
     ) -> None:
         if definition.rate_limit is not None and await self._await_slot(
-            delivery, queue, env, definition.name, definition.rate_limit.interval
+            delivery, queue, env, definition.name, definition.rate_limit.spacing
         ):
             return
         token = secrets.token_hex(8)
