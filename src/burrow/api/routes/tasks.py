@@ -272,6 +272,7 @@ async def submit(
             "eta": due if due is not None and due > now else None,
             "trace_id": trace_id_of(traceparent),
             "worker": None,
+            "webhook": None,
         },
         {"location": f"{PREFIX}/tasks/{task_id}"},
     )
