@@ -435,10 +435,16 @@ class Burrow(Messaging, Operations, Scheduling):
         return TaskHandle(tid, name, definition.queue)
 
     async def submit_many(
-        self, name: str, payloads: Iterable[Any], *, delay: float | None = None
+        self,
+        name: str,
+        payloads: Iterable[Any],
+        *,
+        delay: float | None = None,
+        priority: int | None = None,
     ) -> list[TaskHandle]:
         """Submit many tasks of one kind; records are written and confirms awaited in
-        pipelined windows. Returns the handles in order.
+        pipelined windows. Returns the handles in order. ``delay`` and ``priority`` apply
+        to every task, as in ``submit``.
 
         Raises:
             The errors of ``submit``. On a failure mid-way the tasks of earlier windows,
@@ -448,11 +454,16 @@ class Burrow(Messaging, Operations, Scheduling):
         definition = self.registry.get(name)
         bodies = [self._encode(definition, p) for p in payloads]
         due = self._due(delay, None)
-        ids = await self._submit_many_encoded(definition, bodies, due=due)
+        ids = await self._submit_many_encoded(definition, bodies, due=due, priority=priority)
         return [TaskHandle(i, name, definition.queue) for i in ids]
 
     async def _submit_many_encoded(
-        self, definition: TaskDefinition, bodies: list[bytes], *, due: float | None
+        self,
+        definition: TaskDefinition,
+        bodies: list[bytes],
+        *,
+        due: float | None,
+        priority: int | None = None,
     ) -> list[str]:
         """``submit_many`` of payloads already validated and encoded (``bodies``, each
         within ``max_message_bytes``), with ``due`` from ``_due``; returns the task ids in
@@ -466,11 +477,11 @@ class Burrow(Messaging, Operations, Scheduling):
             window = bodies[start : start + SUBMIT_WINDOW]
             ids = [new_task_id() for _ in window]
             if due is None:
-                await self._submit_window(definition, ids, window)
+                await self._submit_window(definition, ids, window, priority)
             else:
                 await asyncio.gather(
                     *(
-                        self._create_and_publish(definition, i, b, due, None, None)
+                        self._create_and_publish(definition, i, b, due, priority, None)
                         for i, b in zip(ids, window, strict=True)
                     )
                 )
@@ -478,7 +489,11 @@ class Burrow(Messaging, Operations, Scheduling):
         return submitted
 
     async def _submit_window(
-        self, definition: TaskDefinition, ids: list[str], bodies: list[bytes]
+        self,
+        definition: TaskDefinition,
+        ids: list[str],
+        bodies: list[bytes],
+        priority: int | None = None,
     ) -> None:
         """Records for a window of tasks in one pipeline, then their messages pipelined on
         one confirm channel; records of messages the broker did not take are deleted."""
@@ -503,7 +518,10 @@ class Burrow(Messaging, Operations, Scheduling):
             await asyncio.gather(*(self._forget(i) for i in ids))
             raise failed[0]
         errors = await self.broker.publish_many(
-            self.names.queue(definition.queue), messages, type_=definition.name
+            self.route(definition.queue, priority),
+            messages,
+            type_=definition.name,
+            priority=priority,
         )
         lost = [i for i, e in zip(ids, errors, strict=True) if e is not None]
         if lost:

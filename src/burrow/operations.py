@@ -71,6 +71,13 @@ class Operations:
         consumes every lane).
         """
         await self.broker.connect(timeout=self.settings.publish_timeout)
+        return await self.work_queue_stats(queue), await self.broker.queue_stats(
+            self.names.dlq(queue)
+        )
+
+    async def work_queue_stats(self, queue: str) -> QueueStats | None:
+        """The work queue's statistics, lanes added up (see ``queue_stats``); None when it
+        does not exist. Expects a connected broker."""
         work = await self.broker.queue_stats(self.names.queue(queue))
         if work is not None:
             for lane in self.lanes(queue):
@@ -79,7 +86,7 @@ class Operations:
                 extra = await self.broker.queue_stats(self.names.lane(queue, lane))
                 if extra is not None:
                     work = replace(work, messages=work.messages + extra.messages)
-        return work, await self.broker.queue_stats(self.names.dlq(queue))
+        return work
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The first ``limit`` dead letters of ``queue``, left in place."""

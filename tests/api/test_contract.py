@@ -405,6 +405,28 @@ async def test_queue_depth_limit_is_429_with_retry_after(api_app: Callable[..., 
         assert guard.fetches - before <= 2  # read from the broker about once a second
 
 
+async def test_queue_depth_limit_counts_every_priority_lane(
+    api_app: Callable[..., Burrow], make_app: Callable[..., Burrow]
+) -> None:
+    """On a queue with priority lanes the depth guard adds the lanes up: 2 high and 1 low
+    ready messages make a queue of 3 full, whatever lane the next submit would use."""
+    app = api_app(max_queue_depth=3)
+    make_app.extra_queues.update({"ranked", "ranked.high", "ranked.low"})  # type: ignore[attr-defined]
+
+    @app.task(queue="ranked", priorities=True)
+    async def ranked(p: dict[str, int]) -> None: ...
+
+    for priority in (9, 9, 0):
+        await app.submit("ranked", {}, priority=priority)
+    api = create_app(app)
+    async with api.router.lifespan_context(api):
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            full = await c.post("/api/v1/tasks/ranked", json={"payload": {}})
+    assert full.status_code == 429, full.text
+    assert assert_envelope(full)["error"]["details"]["depth"] == 3
+
+
 async def test_rate_limit_per_key_is_429_with_retry_after(api_app: Callable[..., Burrow]) -> None:
     """BURROW_API_RATE_LIMIT is a sliding window per key, kept in Redis."""
     app = api_app(api_keys="one,two", api_rate_limit="3/s")

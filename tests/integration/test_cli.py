@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from burrow import Burrow
+from burrow.config import Settings
 from tests.conftest import cleanup
 from tests.integration._procs import burrow
 
 pytestmark = pytest.mark.integration
 
 APP = "examples.demo.app:app"
+RANKED_APP = "tests.integration.test_cli:ranked_app"
+
+ranked_app = Burrow()
+
+
+@ranked_app.task(queue="ranked_cli", priorities=True)
+async def ranked(p: dict[str, Any]) -> None:
+    """A task whose queue has priority lanes."""
 
 
 @pytest.fixture
 async def cli_namespace(namespace: str):  # type: ignore[no-untyped-def]
     yield namespace
-    await cleanup(namespace, ["default", "math"])
+    await cleanup(namespace, ["default", "math", "ranked_cli", "ranked_cli.high", "ranked_cli.low"])
 
 
 def test_submit_status_queues_and_dlq_commands(cli_namespace: str) -> None:
@@ -50,3 +62,24 @@ def test_bad_input_gets_a_clear_error(cli_namespace: str) -> None:
     invalid = burrow(ns, "submit", APP, "add", "--payload", '{"a": "x"}')
     assert invalid.returncode == 1
     assert "invalid payload for task 'add'" in invalid.stderr
+
+
+async def test_submit_with_priority_goes_to_its_lane(cli_namespace: str) -> None:
+    """--priority 9 puts the task on the high lane; a priority outside 0-9 is refused."""
+    ns = cli_namespace
+    sub = burrow(ns, "submit", RANKED_APP, "ranked", "--priority", "9")
+    assert sub.returncode == 0, sub.stderr
+    app = Burrow(settings=Settings(namespace=ns))
+    try:
+        await app.connect(timeout=10)
+        high = await app.broker.queue_stats(app.names.lane("ranked_cli", "high"))
+        normal = await app.broker.queue_stats(app.names.queue("ranked_cli"))
+    finally:
+        await app.close()
+    assert high is not None
+    assert high.messages == 1
+    assert normal is not None
+    assert normal.messages == 0
+    bad = burrow(ns, "submit", RANKED_APP, "ranked", "--priority", "11")
+    assert bad.returncode == 2
+    assert "--priority" in bad.stderr

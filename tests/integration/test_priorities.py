@@ -28,7 +28,8 @@ def lanes_cleaned_up(make_app: Callable[..., Burrow], queue: str) -> None:
 async def test_high_priority_tasks_start_first_under_a_backlog(
     make_app: Callable[..., Burrow], queue_type: Any
 ) -> None:
-    """30 low (priority 1) then 10 high (priority 9) tasks wait with no worker running; one
+    """30 low (priority 1) then 10 high (priority 9, one ``submit_many``) tasks wait with
+    no worker running; one
     worker with concurrency 1 then starts the 10 high ones before all but at most a
     prefetch of the low ones. ``queue_stats`` counts the messages of every lane."""
     queue = f"ranked_{queue_type}"
@@ -40,7 +41,7 @@ async def test_high_priority_tasks_start_first_under_a_backlog(
         await asyncio.sleep(0.01)
 
     low = [await app.submit("work", {"n": n}, priority=1) for n in range(30)]
-    high = [await app.submit("work", {"n": n}, priority=9) for n in range(10)]
+    high = await app.submit_many("work", [{"n": n} for n in range(10)], priority=9)
     work_stats, _ = await app.queue_stats(queue)
     assert work_stats is not None
     assert work_stats.messages == 40

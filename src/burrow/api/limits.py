@@ -133,7 +133,8 @@ class DepthGuard:
         return self._limit
 
     async def depth(self, queue: str) -> int:
-        """Ready messages in ``queue`` (0 when it does not exist yet), at most DEPTH_TTL old."""
+        """Ready messages in ``queue``, every priority lane included (0 when it does not
+        exist yet), at most DEPTH_TTL old."""
         cached = self._cache.get(queue)
         now = time.monotonic()
         if cached is not None and now - cached.at < DEPTH_TTL:
@@ -146,7 +147,7 @@ class DepthGuard:
         try:
             self.fetches += 1
             async with asyncio.timeout(self._timeout):
-                stats = await self._app.broker.queue_stats(self._app.names.queue(queue))
+                stats = await self._app.work_queue_stats(queue)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters get it through the shield

@@ -26,6 +26,10 @@ def submit(
     ] = None,
     delay: Annotated[float | None, typer.Option(min=0, help="Seconds before it may start.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Deduplication key.")] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(min=0, max=9, help="0-9, 9 highest (for tasks with priorities=True)."),
+    ] = None,
 ) -> None:
     """Submit a task and print its id (and its record with --wait)."""
     try:
@@ -33,15 +37,21 @@ def submit(
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--payload is not valid JSON: {exc}") from exc
     burrow_app = load_app(app)
-    code = run(_submit(burrow_app, name, data, wait, delay, idempotency_key))
+    code = run(_submit(burrow_app, name, data, wait, delay, idempotency_key, priority))
     raise typer.Exit(code)
 
 
 async def _submit(
-    app: Burrow, name: str, data: Any, wait: float | None, delay: float | None, key: str | None
+    app: Burrow,
+    name: str,
+    data: Any,
+    wait: float | None,
+    delay: float | None,
+    key: str | None,
+    priority: int | None,
 ) -> int:
     async with app:
-        handle = await app.submit(name, data, delay=delay, idempotency_key=key)
+        handle = await app.submit(name, data, delay=delay, idempotency_key=key, priority=priority)
         out.print(handle.id)
         if wait is None:
             return 0

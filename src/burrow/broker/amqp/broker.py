@@ -235,7 +235,12 @@ class AmqpBroker:
             )
 
     async def publish_many(
-        self, routing_key: str, messages: Sequence[OutgoingMessage], *, type_: str | None
+        self,
+        routing_key: str,
+        messages: Sequence[OutgoingMessage],
+        *,
+        type_: str | None,
+        priority: int | None = None,
     ) -> list[BaseException | None]:
         """Publish ``messages`` to ``routing_key`` on one confirm channel, pipelined.
 
@@ -261,6 +266,7 @@ class AmqpBroker:
                     message_id=m.message_id,
                     message_type=type_,
                     headers=m.headers,
+                    priority=priority,
                     timestamp=now,
                 ),
                 mandatory=True,
