@@ -374,7 +374,8 @@ class Burrow(Messaging, Operations, Scheduling):
             eta: Unix time before which the task may not start (wins over ``delay``).
             idempotency_key: a repeated key returns the first task instead of a new one.
             priority: 0-9 (9 highest), for queues that support priorities.
-            task_id: choose the id (default: a new UUID4).
+            task_id: choose the id (default: a new UUID4). If a task with this id exists,
+                it is returned (``existing=True``) and nothing is published.
             headers: extra message headers (e.g. ``traceparent``).
             callback_url: http(s) URL that gets a signed POST when the task ends
                 (docs/webhooks.md); checked against SSRF here and at every delivery.
@@ -427,12 +428,12 @@ class Burrow(Messaging, Operations, Scheduling):
                 return TaskHandle(existing, name, definition.queue, existing=True)
         await self.connect()
         try:
-            await self._create_and_publish(definition, tid, body, due, priority, headers)
+            created = await self._create_and_publish(definition, tid, body, due, priority, headers)
         except BaseException:
             if idempotency_key is not None:
                 await self.state.release_idempotency(idempotency_key, tid)
             raise
-        return TaskHandle(tid, name, definition.queue)
+        return TaskHandle(tid, name, definition.queue, existing=not created)
 
     async def submit_many(
         self,
@@ -564,14 +565,16 @@ class Burrow(Messaging, Operations, Scheduling):
         due: float | None,
         priority: int | None,
         headers: dict[str, Any] | None,
-    ) -> None:
+    ) -> bool:
+        """Write the record, then publish; False (and nothing published) when a task with
+        ``task_id`` already exists."""
         hdrs: dict[str, Any] = dict(headers or {})
         traceparent = hdrs.get(HDR_TRACEPARENT)
         if trace_id_of(traceparent) is None:
             traceparent = hdrs[HDR_TRACEPARENT] = new_traceparent()
         hdrs[HDR_ATTEMPT] = 1
         await self.declare_queue(definition.queue)
-        await self.state.create(
+        created = await self.state.create(
             NewTask(
                 id=task_id,
                 name=definition.name,
@@ -583,6 +586,8 @@ class Burrow(Messaging, Operations, Scheduling):
                 callback_url=callback_header(hdrs),
             )
         )
+        if not created:
+            return False
         try:
             await self._publish_task(
                 definition.queue, definition.name, task_id, body, due, priority, hdrs
@@ -591,6 +596,7 @@ class Burrow(Messaging, Operations, Scheduling):
             # Not accepted: forget the record so nothing claims a task that never existed.
             await asyncio.shield(self._forget(task_id))
             raise
+        return True
 
     async def _publish_task(
         self,

@@ -217,3 +217,26 @@ async def test_timeout_cancels_async_handler(make_app: Callable[..., Burrow]) ->
     assert record.status is TaskStatus.FAILED
     assert record.error is not None
     assert record.error.type == "TaskTimeout"
+
+
+async def test_submit_with_an_existing_task_id_returns_it_unpublished(
+    make_app: Callable[..., Burrow],
+) -> None:
+    """A second submit with the same ``task_id`` returns the first task (existing=True),
+    publishes nothing and leaves its record alone."""
+    app = make_app()
+
+    @app.task(queue="math")
+    async def add(p: Add) -> int:
+        return p.a + p.b
+
+    first = await app.submit("add", {"a": 1, "b": 2}, task_id="fixed-id")
+    again = await app.submit("add", {"a": 5, "b": 5}, task_id="fixed-id")
+    assert not first.existing
+    assert again.existing
+    assert again.id == first.id
+    work, _ = await app.queue_stats("math")
+    assert work is not None
+    assert work.messages == 1
+    record = await app.get("fixed-id")
+    assert record.payload == {"a": 1, "b": 2}
