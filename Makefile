@@ -22,6 +22,7 @@ up: venv services
 	$(BIN)/python -m examples.demo
 
 test: venv services lint
+	bash scripts/services.sh --browser
 	$(BIN)/pytest
 
 lint: venv

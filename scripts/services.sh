@@ -2,7 +2,8 @@
 # Make sure RabbitMQ (127.0.0.1:5672) and Redis (127.0.0.1:6379) answer. For each server
 # that does not: install it from Debian's packages if it is missing, start it, and wait
 # until it answers. Safe to run again and again; it changes nothing when both answer.
-# With --tools it also installs the load generator the HTTP benchmark uses (wrk).
+# With --tools it also installs the load generator the HTTP benchmark uses (wrk); with
+# --browser, Chromium for the dashboard's browser tests (tests/ui).
 set -euo pipefail
 
 AMQP_PORT=${BURROW_AMQP_PORT:-5672}
@@ -39,6 +40,16 @@ wait_for() {  # name port
 
 if [ "${1:-}" = "--tools" ]; then  # what `make bench` needs besides the servers
   install_pkg wrk wrk
+fi
+
+if [ "${1:-}" = "--browser" ]; then  # what `make test` needs for tests/ui
+  if [ ! -x /usr/bin/chromium ]; then
+    if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+    echo "services: installing chromium from Debian's packages"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  [ -x /usr/bin/chromium ] || { echo "services: /usr/bin/chromium is missing" >&2; exit 1; }
+  echo "services: chromium at /usr/bin/chromium"
 fi
 
 if ! answers 127.0.0.1 "$REDIS_PORT"; then

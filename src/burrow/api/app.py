@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from burrow.api import errors
+from burrow.api import errors, ui
 from burrow.api.deps import ApiState
 from burrow.api.front import ApiFront, LeanRoutes
 from burrow.api.limits import DepthGuard, RateLimiter, parse_rate
 from burrow.api.metrics import ApiMetrics
-from burrow.api.routes import events, health, lifecycle, ops, rpc, schedules, tasks
+from burrow.api.routes import events, health, lifecycle, ops, rpc, schedules, stream, tasks
 from burrow.api.security import check_bind, parse_api_keys
 from burrow.app import Burrow
 from burrow.errors import BurrowError, ConfigurationError
@@ -83,6 +83,7 @@ def create_app(burrow: Burrow) -> FastAPI:
         try:
             yield
         finally:
+            await stream.close_hub(_app)
             await burrow.close()
 
     api = FastAPI(
@@ -104,6 +105,8 @@ def create_app(burrow: Burrow) -> FastAPI:
     api.include_router(events.router)
     api.include_router(rpc.router)
     api.include_router(health.router)
+    api.include_router(stream.router)
+    ui.mount(api)
     lean = LeanRoutes(f"{tasks.PREFIX}/tasks/")
     for route in typed.routes:
         if isinstance(route, tasks.LeanRoute):
@@ -139,4 +142,5 @@ def serve(
         log_level=log_level,
         proxy_headers=False,
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=5,  # open dashboard streams never end by themselves
     )

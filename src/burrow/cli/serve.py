@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 APP_VARIABLE = "BURROW_APP"
+SHUTDOWN_GRACE = 5  # seconds uvicorn waits for requests in flight when stopping
 console = Console(stderr=True)
 
 AppArg = Annotated[str, typer.Argument(help="The app, as module:attribute.")]
@@ -80,7 +81,8 @@ def api(
     access_log: Annotated[bool, typer.Option(help="Log every request (off: faster).")] = False,
     log_format: LogOpt = "auto",
 ) -> None:
-    """Serve the HTTP API (/api/v1, /docs, /healthz, /readyz, /metrics) until Ctrl-C."""
+    """Serve the HTTP API (/api/v1, /docs, /healthz, /readyz, /metrics) and the dashboard
+    (/ui/) until Ctrl-C."""
     import uvicorn
 
     from burrow.api.security import check_bind
@@ -102,6 +104,9 @@ def api(
         access_log=access_log,
         proxy_headers=False,
         server_header=False,
+        # Open dashboard streams never end by themselves: at shutdown, give requests in
+        # flight this long, then cancel what is left (else Ctrl-C waits for the browser).
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
 
 
@@ -120,8 +125,8 @@ def up(
     insecure: InsecureOpt = False,
     log_format: LogOpt = "auto",
 ) -> None:
-    """Run everything for one machine: the API, the workers and the scheduler; Ctrl-C
-    stops them all."""
+    """Run everything for one machine: the API with its dashboard (/ui/), the workers and
+    the scheduler; Ctrl-C stops them all."""
     from burrow.api.security import check_bind
 
     configure_logging(log_format)
@@ -142,6 +147,7 @@ def up(
     base = f"http://{shown}:{port}"
     console.print(
         f"[bold]burrow up[/bold]: {app} on namespace {burrow_app.names.namespace}\n"
+        f"  dashboard  {base}/ui/\n"
         f"  API docs   {base}/docs\n"
         f"  API        {base}/api/v1\n"
         f"  health     {base}/healthz  {base}/readyz\n"

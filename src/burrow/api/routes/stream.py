@@ -1,0 +1,294 @@
+"""``GET /api/v1/events/stream`` (live updates as server-sent events) and
+``GET /api/v1/tasks/{id}/history`` (a task's timeline): what the dashboard reads besides
+the other routes.
+
+One ``StreamHub`` per API process feeds every open stream. It starts with the first
+subscriber and runs until the app shuts down:
+
+* a ``TaskFeed`` poll every second (sooner after a terminal notification) sends a ``task``
+  event for each task that was created or changed status;
+* every two seconds a ``stats`` event carries each queue's depth and consumers (from the
+  broker), the statuses of the newest tasks, and the rates since the previous one
+  (records created, and terminal notifications counted by status);
+* a comment line every 15 s keeps proxies from closing an idle stream.
+
+A new stream first gets a ``hello`` event with the rate history (five minutes), so a chart
+starts full. A client too slow to take its events gets ``resync`` (reload your lists)
+instead of an unbounded buffer. The stream needs the ``read`` scope with the usual
+``Authorization`` header; browsers read it with ``fetch`` (``EventSource`` cannot send
+headers, and the API refuses keys in URLs, which end up in logs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter, deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response, StreamingResponse
+
+from burrow._background import Background
+from burrow.api.deps import ApiState, Read, State
+from burrow.api.envelope import Envelope, error_responses, ok
+from burrow.api.routes.tasks import PREFIX, TaskId
+from burrow.app import Burrow
+from burrow.errors import BurrowError, TaskNotFound
+from burrow.state.feed import TaskFeed
+from burrow.tasks.record import TaskEvent
+
+log = structlog.get_logger("burrow.api.stream")
+
+router = APIRouter(prefix=PREFIX, tags=["dashboard"])
+
+POLL_SECONDS = 1.0
+STATS_SECONDS = 2.0
+HEARTBEAT_SECONDS = 15.0
+HISTORY_POINTS = 150  # five minutes of STATS_SECONDS points
+COUNT_SAMPLE = 1000  # statuses counted over the newest this many tasks
+CLIENT_BUFFER = 2000  # events queued for one client before it must resync
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_ERRORS = (BurrowError, TimeoutError, OSError)
+
+
+def sse(event: str, data: Any) -> bytes:
+    """One server-sent event (``data`` as one line of JSON)."""
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class StreamHub:
+    """Shared state and loops behind every open stream of one API process."""
+
+    def __init__(self, burrow: Burrow, timeout: float) -> None:
+        self._burrow = burrow
+        self._timeout = timeout
+        self._feed = TaskFeed(burrow.state)
+        self._clients: set[asyncio.Queue[bytes]] = set()
+        self._background = Background("stream")
+        self._started = False
+        self._wake = asyncio.Event()
+        self._created = 0
+        self._finished: Counter[str] = Counter()
+        self._queue_in: Counter[str] = Counter()  # per queue, from the feed's changes
+        self._queue_done: Counter[str] = Counter()
+        self._queue_failed: Counter[str] = Counter()
+        self._last_stats_at = burrow.clock.monotonic()
+        self._history: deque[dict[str, float]] = deque(maxlen=HISTORY_POINTS)
+        self._stats: dict[str, Any] | None = None
+        self._failing: set[str] = set()  # loops whose last round failed (logged once)
+
+    def subscribe(self) -> asyncio.Queue[bytes]:
+        """A queue of encoded events for one client (starts the loops on first use)."""
+        if not self._started:
+            self._started = True
+            self._background.start(self._tasks_loop(), name="tasks")
+            self._background.start(self._terminal_loop(), name="terminal")
+            self._background.start(self._stats_loop(), name="stats")
+        queue: asyncio.Queue[bytes] = asyncio.Queue(CLIENT_BUFFER)
+        self._clients.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[bytes]) -> None:
+        self._clients.discard(queue)
+
+    def hello(self) -> bytes:
+        return sse("hello", {"history": list(self._history), "stats": self._stats})
+
+    async def aclose(self) -> None:
+        await self._background.aclose()
+
+    def _broadcast(self, message: bytes) -> None:
+        for queue in self._clients:
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                # Too slow: drop what it has not read and tell it to reload instead.
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(sse("resync", {}))
+
+    def _trouble(self, loop: str, exc: BaseException | None) -> None:
+        """Log a loop's failure once, and its recovery."""
+        if exc is None:
+            if loop in self._failing:
+                self._failing.discard(loop)
+                log.info("live stream source is back", source=loop)
+        elif loop not in self._failing:
+            self._failing.add(loop)
+            expected = isinstance(exc, _ERRORS)
+            log.warning(
+                "live stream source failing; retrying",
+                source=loop,
+                error=str(exc),
+                exc_info=None if expected else exc,  # a bug: show where
+            )
+
+    async def _tasks_loop(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._timeout * 2):
+                    await self._burrow.state.open()
+                    tick = await self._feed.poll()
+                self._created += tick.created
+                self._queue_in.update(tick.created_by_queue)
+                for change in tick.changes:
+                    if change.terminal:
+                        self._queue_done[change.queue] += 1
+                        if change.status == "failed":
+                            self._queue_failed[change.queue] += 1
+                    self._broadcast(sse("task", change.as_dict()))
+                self._trouble("tasks", None)
+            except Exception as exc:  # a failed round must not end live updates
+                self._trouble("tasks", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wake.wait()
+                await asyncio.sleep(0.1)  # gather a burst of notifications into one poll
+            self._wake.clear()
+
+    async def _terminal_loop(self) -> None:
+        while True:
+            try:
+                await self._burrow.state.open()
+                async for task_id, status in self._feed.terminal():
+                    self._feed.touch(task_id)
+                    self._finished[status] += 1
+                    self._wake.set()
+            except Exception as exc:
+                self._trouble("terminal", exc)
+                await asyncio.sleep(STATS_SECONDS)
+
+    async def _stats_loop(self) -> None:
+        while True:
+            stats = await self._read_stats()
+            self._stats = stats
+            self._broadcast(sse("stats", stats))
+            await asyncio.sleep(STATS_SECONDS)
+
+    def _rates(self, queues: list[dict[str, Any]]) -> dict[str, float]:
+        """Rates per second since the previous call, overall (appended to the history)
+        and per queue (written into ``queues``); the counters start again."""
+        clock = self._burrow.clock
+        now = clock.monotonic()
+        elapsed = max(now - self._last_stats_at, 1e-3)
+        point = {"t": round(clock.time(), 3), "submitted": self._created / elapsed}
+        for status in ("succeeded", "failed", "cancelled"):
+            point[status] = self._finished[status] / elapsed
+        for queue in queues:
+            name = queue["name"]
+            queue["in_rate"] = self._queue_in[name] / elapsed
+            queue["done_rate"] = self._queue_done[name] / elapsed
+            queue["failed_rate"] = self._queue_failed[name] / elapsed
+        self._last_stats_at, self._created, self._finished = now, 0, Counter()
+        self._queue_in, self._queue_done, self._queue_failed = Counter(), Counter(), Counter()
+        self._history.append(point)
+        return point
+
+    async def _read_stats(self) -> dict[str, Any]:
+        app = self._burrow
+        queues: list[dict[str, Any]] = []
+        broker_ok = redis_ok = True
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                for queue in app.all_queues():
+                    work, dead = await app.queue_stats(queue)
+                    queues.append(
+                        {
+                            "name": queue,
+                            "depth": work.messages if work else None,
+                            "consumers": work.consumers if work else None,
+                            "dead_letters": dead.messages if dead else None,
+                        }
+                    )
+            self._trouble("queues", None)
+        except _ERRORS as exc:
+            broker_ok = False
+            self._trouble("queues", exc)
+        counts: dict[str, int] = {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                await app.state.open()
+                counts = await self._feed.status_counts(COUNT_SAMPLE)
+        except _ERRORS:
+            redis_ok = False
+        return {
+            "queues": queues,
+            "counts": counts,
+            "sample": COUNT_SAMPLE,
+            "rates": self._rates(queues),
+            "broker": broker_ok,
+            "redis": redis_ok,
+        }
+
+
+def hub_of(api: FastAPI, state: ApiState) -> StreamHub:
+    """The app's hub, made on first use."""
+    hub: StreamHub | None = getattr(api.state, "burrow_stream", None)
+    if hub is None:
+        hub = StreamHub(state.burrow, state.timeout)
+        api.state.burrow_stream = hub
+    return hub
+
+
+async def close_hub(api: FastAPI) -> None:
+    """Stop the hub's loops (the app's lifespan calls this at shutdown)."""
+    hub: StreamHub | None = getattr(api.state, "burrow_stream", None)
+    if hub is not None:
+        await hub.aclose()
+
+
+async def _events(request: Request, hub: StreamHub) -> AsyncIterator[bytes]:
+    queue = hub.subscribe()
+    try:
+        yield b"retry: 2000\n\n" + hub.hello()
+        while True:
+            try:
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    message = await queue.get()
+            except TimeoutError:
+                if await request.is_disconnected():
+                    return
+                yield b": keep-alive\n\n"
+                continue
+            yield message
+    finally:
+        hub.unsubscribe(queue)
+
+
+@router.get(
+    "/events/stream",
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "An endless event stream."},
+        **error_responses(401, 403, 429),
+    },
+    summary="Live task changes and queue statistics as server-sent events",
+)
+async def event_stream(request: Request, state: ApiState = State, _who: str = Read) -> Response:
+    """Events: ``hello`` (rate history and the latest stats), ``task`` (a task was created
+    or changed status: id, name, queue, status, attempts, timestamps, worker), ``stats``
+    (queues, status counts of the newest tasks, rates per second) every 2 s, and
+    ``resync`` (events were dropped: reload). Comment lines keep the connection open."""
+    hub = hub_of(request.app, state)
+    return StreamingResponse(
+        _events(request, hub), media_type="text/event-stream", headers=_SSE_HEADERS
+    )
+
+
+@router.get(
+    "/tasks/{task_id}/history",
+    response_model=Envelope[list[TaskEvent]],
+    responses=error_responses(401, 403, 404, 429, 503),
+    summary="A task's events, oldest first (its timeline)",
+)
+async def task_history(task_id: TaskId, state: ApiState = State, _who: str = Read) -> Response:
+    app = state.burrow
+    async with asyncio.timeout(state.timeout):
+        await app.state.open()
+        events = await app.history(task_id)
+        if not events and await app.state.get(task_id) is None:
+            raise TaskNotFound(task_id)
+    return ok(events)

@@ -1,0 +1,61 @@
+"""The dashboard at ``/ui``: static files shipped in the package, no build step.
+
+``static/`` holds plain HTML, CSS and JavaScript modules (no framework, nothing vendored):
+the pages read the public ``/api/v1`` endpoints and ``/api/v1/events/stream``, like any
+client. ``mount`` serves them at ``/ui/`` with headers that keep the page to itself: a
+Content-Security-Policy allowing only its own scripts, styles and API, no framing, and
+no referrer (task ids in URLs stay on the page).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PATH = "/ui"
+
+SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-cache"),  # revalidate: a new version shows after an upgrade
+]
+
+
+def static_dir() -> Path:
+    """Where the dashboard's files are (inside the installed package)."""
+    return Path(str(resources.files("burrow.api.ui") / "static"))
+
+
+class _WithHeaders:
+    """Adds ``SECURITY_HEADERS`` to every answer of the wrapped app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def mount(api: FastAPI) -> None:
+    """Serve the dashboard at ``/ui/`` (``/ui`` redirects there)."""
+
+    async def to_dashboard() -> Response:
+        return RedirectResponse(f"{PATH}/", status_code=307)
+
+    api.add_api_route(PATH, to_dashboard, include_in_schema=False)
+    api.mount(PATH, _WithHeaders(StaticFiles(directory=static_dir(), html=True)), name="ui")
