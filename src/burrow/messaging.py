@@ -103,6 +103,7 @@ class Messaging:
         timeout: float | None = None,
         retry_base: float | None = None,
         retry_cap: float | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[F], F]:
         """Register an event handler on ``exchange`` (async, or sync in the thread pool).
 
@@ -121,7 +122,8 @@ class Messaging:
             name: the subscriber's name (default: the function's name): the name of its
                 records and of its dedupe key.
             headers_match: ``"all"`` or ``"any"`` for a headers binding without ``x-match``.
-            max_retries, timeout, retry_base, retry_cap: as for ``@app.task``.
+            max_retries, timeout, retry_base, retry_cap, rate_limit: as for ``@app.task``
+                (the rate limit is shared by every instance of this subscriber).
 
         Raises:
             TaskDefinitionError: a bad binding for the exchange type, name, queue or
@@ -141,6 +143,7 @@ class Messaging:
                 queue=queue or broadcast_base(sub_name),
                 retry=policy,
                 timeout=timeout,
+                rate_limit=rate_limit,
             )
             self.handlers.add_subscriber(
                 Subscriber(definition, exchange, keys, headers, shared=queue is not None)

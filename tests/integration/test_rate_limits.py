@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from burrow import Burrow, TaskStatus
-from tests.conftest import eventually
+from burrow import Burrow, Exchange, TaskStatus
+from tests.conftest import eventually, running_worker
 from tests.integration._procs import WorkerPool, wait_all
 
 pytestmark = pytest.mark.integration
@@ -110,3 +110,23 @@ async def test_rate_limit_holds_across_two_worker_processes(
 
 async def _is(value: Any, expected: int) -> bool:
     return await value == expected
+
+
+async def test_a_subscriber_rate_limit_spaces_its_runs(make_app: Callable[..., Burrow]) -> None:
+    """``@app.subscriber(..., rate_limit="4/s")``: 8 events published at once start at
+    most 4 (+1 for window edges) in any second, and all succeed."""
+    producer = make_app()
+    orders = Exchange("orders", "topic")
+    starts: list[float] = []
+
+    @producer.subscriber(orders, "order.*", queue="sms", rate_limit="4/s")
+    async def sms(p: dict[str, Any]) -> None:
+        starts.append(time.monotonic())
+
+    async with running_worker(producer):
+        ids = [await producer.publish(orders, "order.created", {"n": n}) for n in range(8)]
+        records = await asyncio.gather(*(producer.wait(f"{i}:sms", timeout=30) for i in ids))
+    assert {r.status for r in records} == {TaskStatus.SUCCEEDED}
+    assert len(starts) == 8
+    assert most_in_any_window(starts, 1.0) <= 4 + 1, sorted(starts)
+    assert max(starts) - min(starts) >= 1.0  # 8 starts at 4/s span well over a second
