@@ -29,8 +29,9 @@ export function drawChart(svg, points, maxSeconds = 300) {
   const max = niceMax(Math.max(0, ...shown.flatMap((p) => SERIES.map((k) => p[k] || 0))));
   const x = (t) => PAD.l + ((t - start) / windowSeconds) * (W - PAD.l - PAD.r);
   const y = (v) => H - PAD.b - (v / max) * (H - PAD.t - PAD.b);
-  for (let i = 0; i <= 4; i++) {
-    const v = (max * i) / 4;
+  const ticks = max % 4 === 0 ? 4 : 5;
+  for (let i = 0; i <= ticks; i++) {
+    const v = (max * i) / ticks;
     svg.append(s("line", { class: "grid-line", x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v) }));
     svg.append(s("text", { class: "axis", x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end" }, label(v)));
   }
