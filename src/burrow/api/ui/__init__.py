@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,12 +38,17 @@ def static_dir() -> Path:
 
 
 class _WithHeaders:
-    """Adds ``SECURITY_HEADERS`` to every answer of the wrapped app."""
+    """Adds ``SECURITY_HEADERS`` to every answer of the wrapped app, and names the mount as
+    the request's route (metrics label dashboard files ``/ui``, not ``unmatched``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.route: Mount | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.route is not None:
+            scope["route"] = self.route
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
@@ -58,4 +64,6 @@ def mount(api: FastAPI) -> None:
         return RedirectResponse(f"{PATH}/", status_code=307)
 
     api.add_api_route(PATH, to_dashboard, include_in_schema=False)
-    api.mount(PATH, _WithHeaders(StaticFiles(directory=static_dir(), html=True)), name="ui")
+    files = _WithHeaders(StaticFiles(directory=static_dir(), html=True))
+    files.route = Mount(PATH, app=files, name="ui")
+    api.router.routes.append(files.route)
