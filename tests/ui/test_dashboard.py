@@ -149,3 +149,27 @@ async def test_with_api_keys_the_ui_asks_for_a_key_then_works(
     await expect(dialog).to_be_hidden()
     assert requests
     assert [u for u in requests if SECRET in u] == []
+
+
+async def test_schedules_are_added_refused_and_deleted_from_the_ui(base: str, page: Page) -> None:
+    """The schedules page creates a schedule over the API, shows the API's 422 reason for a
+    bad cron expression, and deletes a run-time schedule after a confirmation."""
+    await page.goto(f"{base}/ui/#/schedules")
+    await page.get_by_label("Task").fill("send_email")
+    await page.get_by_label("Cron").fill("*/5 * * * *")
+    await page.get_by_label("Payload (JSON)").fill('{"to": "ops@example.com", "subject": "hi"}')
+    await page.get_by_role("button", name="Add schedule").click()
+    rows = page.locator("tbody tr[data-id]")
+    await expect(rows).to_have_count(1, timeout=LIVE)
+    await expect(rows.first).to_contain_text("send_email")
+
+    await page.get_by_label("Task").fill("send_email")
+    await page.get_by_label("Cron").fill("61 * * * *")
+    await page.get_by_role("button", name="Add schedule").click()
+    await expect(page.locator("main p.form-error")).to_contain_text("invalid cron expression")
+
+    await rows.first.get_by_role("button").click()
+    await page.locator("#confirm-dialog").get_by_role("button", name="Delete").click()
+    await expect(rows).to_have_count(0, timeout=LIVE)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        assert (await client.get("/api/v1/schedules")).json()["data"] == []
