@@ -18,6 +18,7 @@ import pydantic_core
 import structlog
 from pydantic import BaseModel
 
+from burrow import tracing
 from burrow._clock import Clock, SystemClock
 from burrow.broker.amqp import AmqpBroker
 from burrow.broker.amqp.broker import OutgoingMessage
@@ -570,8 +571,9 @@ class Burrow(Messaging, Operations, Scheduling):
         ``task_id`` already exists."""
         hdrs: dict[str, Any] = dict(headers or {})
         traceparent = hdrs.get(HDR_TRACEPARENT)
-        if trace_id_of(traceparent) is None:
-            traceparent = hdrs[HDR_TRACEPARENT] = new_traceparent()
+        if trace_id_of(traceparent) is None:  # the active span's (if tracing), else a new one
+            traceparent = tracing.current_traceparent() or new_traceparent()
+            hdrs[HDR_TRACEPARENT] = traceparent
         hdrs[HDR_ATTEMPT] = 1
         await self.declare_queue(definition.queue)
         created = await self.state.create(
@@ -589,9 +591,13 @@ class Burrow(Messaging, Operations, Scheduling):
         if not created:
             return False
         try:
-            await self._publish_task(
-                definition.queue, definition.name, task_id, body, due, priority, hdrs
-            )
+            # The publish span (if tracing) puts its own context in hdrs' traceparent.
+            with tracing.publish_span(
+                hdrs, name=definition.name, queue=definition.queue, task_id=task_id
+            ):
+                await self._publish_task(
+                    definition.queue, definition.name, task_id, body, due, priority, hdrs
+                )
         except BaseException:
             # Not accepted: forget the record so nothing claims a task that never existed.
             await asyncio.shield(self._forget(task_id))

@@ -138,6 +138,11 @@ class Settings(BaseSettings):
     scheduler_lock_ttl: float = Field(default=10.0, ge=1, le=3600)
     scheduler_misfire_grace: float = Field(default=60.0, ge=0)
 
+    # Logs (burrow.observability; docs/observability.md). Read when a command sets up
+    # logging, before the app is loaded: these two come from the environment only.
+    log_level: str = Field(default="info", pattern=r"(?i)^(debug|info|warning|error)$")
+    log_payloads: bool = False
+
     @model_validator(mode="after")
     def _default_callback_needs_secret(self) -> Settings:
         if self.callback_url and not self.webhook_secret.strip():

@@ -1,56 +1,157 @@
 """Structured logs (structlog): JSON lines, or readable console output on a terminal.
 
-Secrets never reach the logs: the redaction processor masks URL passwords and any value
-under a key that names a secret.
+Every line about a task carries ``task_id``, ``task``, ``attempt`` and ``trace_id``: the
+worker binds them with structlog's contextvars for the length of a delivery
+(``bind_task``/``unbind_task``), so its own lines, a handler's ``structlog.get_logger()``
+lines and ``TaskContext.logger`` all have them. Standard-library log records (aio-pika,
+httpx, a handler's ``logging`` calls) go through the same processors and renderer.
+
+Payloads and secrets never reach the logs unless asked for: the redaction processor masks
+URL passwords and any value under a key that names a secret, and hides values under
+payload keys (``payload``, ``body``, ``result``, ``args``, ``kwargs``) unless
+``BURROW_LOG_PAYLOADS`` is true.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+from pydantic import TypeAdapter, ValidationError
 
 _SECRET_KEYS = re.compile(r"(password|secret|token|api_key|authorization)", re.I)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+#: Keys whose values are task data: hidden unless ``BURROW_LOG_PAYLOADS`` is true.
+PAYLOAD_KEYS = frozenset({"payload", "body", "result", "args", "kwargs"})
+HIDDEN = "<hidden: set BURROW_LOG_PAYLOADS=true to log payloads>"
+#: The context every line about a task carries (bound by the worker for each delivery).
+TASK_KEYS = ("task_id", "task", "attempt", "trace_id")
+
+_log_payloads = False
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: mask secrets in keys and URL passwords in values."""
+    """structlog processor: mask secrets in keys and URL passwords in values; hide
+    payloads unless ``BURROW_LOG_PAYLOADS`` is on."""
     for key, value in list(event.items()):
-        if _SECRET_KEYS.search(key):
+        if key in PAYLOAD_KEYS:
+            if not _log_payloads:
+                event[key] = HIDDEN
+            elif isinstance(value, bytes | bytearray):
+                event[key] = bytes(value).decode("utf-8", errors="replace")
+        elif _SECRET_KEYS.search(key):
             event[key] = "***"
         elif isinstance(value, str) and "://" in value:
             event[key] = _URL_PASSWORD.sub(r"\1***@", value)
     return event
 
 
-def configure_logging(fmt: str = "auto", level: int = logging.INFO) -> None:
-    """Set up structlog and the stdlib root logger (aio-pika logs through it).
+def bind_task(task_id: str, name: str, attempt: int, trace_id: str) -> None:
+    """Bind a task's log context (``TASK_KEYS``) for the current asyncio task/context."""
+    structlog.contextvars.bind_contextvars(
+        task_id=task_id, task=name, attempt=attempt, trace_id=trace_id
+    )
+
+
+def bind_attempt(attempt: int) -> None:
+    """Correct the bound ``attempt`` (the run count from the record, once it is known)."""
+    structlog.contextvars.bind_contextvars(attempt=attempt)
+
+
+def unbind_task() -> None:
+    """Drop the task context bound by ``bind_task``."""
+    structlog.contextvars.unbind_contextvars(*TASK_KEYS)
+
+
+def _env_bool(name: str) -> bool:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return False
+    try:
+        return TypeAdapter(bool).validate_python(raw)
+    except ValidationError:
+        raise SystemExit(f"{name}={raw!r} is not a boolean (use true or false)") from None
+
+
+def _env_level(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    level = logging.getLevelName(raw.upper())
+    if not isinstance(level, int):
+        raise SystemExit(f"{name}={raw!r} is not a log level (debug, info, warning, error)")
+    return level
+
+
+def configure_logging(
+    fmt: str = "auto",
+    level: int | None = None,
+    *,
+    log_payloads: bool | None = None,
+    stream: TextIO | None = None,
+) -> None:
+    """Set up structlog and the stdlib root logger (aio-pika and httpx log through it).
 
     Args:
-        fmt: ``json``, ``console``, or ``auto`` (console when stderr is a terminal).
+        fmt: ``json``, ``console``, or ``auto`` (console when the stream is a terminal).
+        level: the lowest level burrow logs (default ``BURROW_LOG_LEVEL``, else info);
+            standard-library loggers stay at warning.
+        log_payloads: log task payloads and results (default ``BURROW_LOG_PAYLOADS``).
+        stream: where lines go (default stderr).
     """
-    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    global _log_payloads
+    out = stream or sys.stderr
+    if level is None:
+        level = _env_level("BURROW_LOG_LEVEL", logging.INFO)
+    _log_payloads = _env_bool("BURROW_LOG_PAYLOADS") if log_payloads is None else log_payloads
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
     )
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_burrow", False)]:
+        root.removeHandler(old)
+    handler._burrow = True  # type: ignore[attr-defined]
+    if not root.handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+
+
+__all__ = [
+    "HIDDEN",
+    "PAYLOAD_KEYS",
+    "TASK_KEYS",
+    "bind_attempt",
+    "bind_task",
+    "configure_logging",
+    "redact",
+    "unbind_task",
+]

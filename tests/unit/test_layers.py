@@ -129,3 +129,10 @@ def test_wire_format_modules_are_pure(module: str) -> None:
     """The envelope and topology modules (the wire format) need no I/O library at all."""
     io_libraries = (*AMQP_CLIENTS, "redis", "asyncio", "socket")
     assert sorted(n for n in imports()[module] if _within(n, io_libraries)) == []
+
+
+def test_only_the_tracing_module_imports_opentelemetry() -> None:
+    """opentelemetry is imported only by burrow/tracing.py: the rest calls its helpers,
+    which cost one check when tracing is off."""
+    assert importers_outside("burrow.tracing", ("opentelemetry",)) == []
+    assert importers_outside("burrow.observability", ("opentelemetry",))  # sees tracing.py

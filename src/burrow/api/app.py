@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
+from burrow import tracing
 from burrow.api import errors, ui
 from burrow.api.deps import ApiState
 from burrow.api.front import ApiFront, LeanRoutes
@@ -62,6 +63,7 @@ def create_app(burrow: Burrow) -> FastAPI:
         ConfigurationError: ``BURROW_API_KEYS`` or ``BURROW_API_RATE_LIMIT`` is malformed.
     """
     settings = burrow.settings
+    tracing.tracer()  # decided now: a bad OTEL_* setting fails at start, not per request
     try:
         rate = parse_rate(settings.api_rate_limit)
     except ValueError as exc:

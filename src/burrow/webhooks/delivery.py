@@ -27,13 +27,14 @@ from typing import Any
 import httpx
 import structlog
 
+from burrow import tracing
 from burrow.broker.amqp import Delivery
 from burrow.broker.topology import TIER_BASE_MS, Names
 from burrow.config import Settings
 from burrow.errors import BrokerError, ConfigurationError, StateError
 from burrow.state.redis import RedisStateStore
 from burrow.tasks.callbacks import CallbackRefused, parse_allowlist
-from burrow.tasks.envelope import HDR_ATTEMPT, HDR_ETA, eta_header
+from burrow.tasks.envelope import HDR_ATTEMPT, HDR_ETA, HDR_TRACEPARENT, eta_header
 from burrow.tasks.record import WebhookOutcome
 from burrow.tasks.retry import RetryPolicy
 from burrow.webhooks.events import (
@@ -186,7 +187,13 @@ class WebhookDeliverer:
             await delivery.ack()
             return
         self.stats.attempts += 1
-        result = await self.attempt(url, wid, delivery.body)
+        traceparent = _text(headers.get(HDR_TRACEPARENT)) or None
+        with tracing.webhook_span(traceparent, task_id=task_id, attempt=attempt):
+            result = await self.attempt(url, wid, delivery.body)
+            if result.status_code is not None:
+                tracing.set_attribute("http.response.status_code", result.status_code)
+            if not result.verdict.delivered:
+                tracing.record_failure(result.verdict.error or "error", result.detail or "")
         await self._settle(delivery, task_id, wid, attempt, result)
 
     async def attempt(self, url: str, wid: str, body: bytes) -> AttemptResult:
@@ -222,6 +229,7 @@ class WebhookDeliverer:
                 "host": f"{host}:{target.port}" if target.explicit_port else host,
             }
         )
+        tracing.inject(headers)  # the receiver may continue the trace
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         request = self._client.build_request(
             "POST",

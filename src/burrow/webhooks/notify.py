@@ -24,7 +24,7 @@ from burrow.broker.topology import Names, webhook_queue
 from burrow.config import Settings
 from burrow.state.redis import RedisStateStore
 from burrow.tasks.callbacks import callback_header
-from burrow.tasks.envelope import HDR_ATTEMPT
+from burrow.tasks.envelope import HDR_ATTEMPT, HDR_TRACEPARENT
 from burrow.tasks.record import WebhookOutcome
 from burrow.webhooks.events import (
     FAILED,
@@ -62,9 +62,10 @@ class WebhookNotifier:
     def default_url(self) -> str | None:
         return self._default_url
 
-    async def notify(self, task_id: str, url: str) -> bool:
+    async def notify(self, task_id: str, url: str, *, traceparent: str | None = None) -> bool:
         """Enqueue the webhook of ``task_id``'s terminal state to ``url`` unless it was
-        enqueued already; True when enqueued now.
+        enqueued already; True when enqueued now. ``traceparent`` (the run's) travels in
+        the webhook message, so its delivery joins the task's trace.
 
         Raises:
             BrokerError, StateError: nothing was marked; the caller must not ack the task's
@@ -100,7 +101,12 @@ class WebhookNotifier:
             event_body(record),
             message_id=wid,
             type_=WEBHOOK_MESSAGE_TYPE,
-            headers={HDR_WEBHOOK_URL: url, HDR_WEBHOOK_TASK: task_id, HDR_ATTEMPT: 1},
+            headers={
+                HDR_WEBHOOK_URL: url,
+                HDR_WEBHOOK_TASK: task_id,
+                HDR_ATTEMPT: 1,
+                **({HDR_TRACEPARENT: traceparent} if traceparent else {}),
+            },
         )
         return True
 

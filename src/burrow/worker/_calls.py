@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,4 +22,7 @@ async def call_handler(
     if definition.is_async:
         return await definition.fn(*args)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(pool, functools.partial(definition.fn, *args))
+    # In a copy of the caller's context, as asyncio.to_thread does: the task's log context
+    # and trace span are there for the handler's own log lines and spans.
+    run = functools.partial(contextvars.copy_context().run, definition.fn, *args)
+    return await loop.run_in_executor(pool, run)

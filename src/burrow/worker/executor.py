@@ -28,13 +28,15 @@ from typing import TYPE_CHECKING, Any
 import pydantic_core
 import structlog
 
+from burrow import tracing
 from burrow._clock import Clock
 from burrow.broker.amqp import Delivery
 from burrow.broker.topology import TIER_BASE_MS
 from burrow.errors import BrokerError, PayloadInvalid, StateError
+from burrow.observability import bind_attempt, bind_task, unbind_task
 from burrow.tasks.context import TaskContext
 from burrow.tasks.definition import TaskDefinition
-from burrow.tasks.envelope import HDR_ETA, BadMessage, Envelope, parse_envelope
+from burrow.tasks.envelope import HDR_ETA, HDR_TRACEPARENT, BadMessage, Envelope, parse_envelope
 from burrow.tasks.handlers import event_task_id
 from burrow.tasks.ratelimit import HDR_RATE_SLOT, RATE_SLEEP_MAX
 from burrow.tasks.record import TaskError, TaskEvent
@@ -208,6 +210,7 @@ class Executor:
             self._failures = 0
         finally:
             self._work.leave()
+            unbind_task()
 
     async def _handle(self, delivery: Delivery, queue: str, route: EventRoute | None) -> None:
         if route is None:
@@ -228,6 +231,7 @@ class Executor:
         except BadMessage as bad:
             await self._park(delivery, queue, bad.reason, bad.detail, message_id)
             return
+        bind_task(env.task_id, env.name, env.attempt, env.trace_id)  # unbound in handle
         if env.eta is not None:
             remaining = env.eta - self._clock.time()
             if remaining > TIER_BASE_MS / 1000:
@@ -286,7 +290,16 @@ class Executor:
             await self._dead(delivery, queue, env, definition, token="", error=error)
             return
         self.stats.started += 1
-        await self._run_attempt(delivery, queue, env, definition, token, start.attempts)
+        if start.attempts != env.attempt:
+            bind_attempt(start.attempts)
+        with tracing.run_span(
+            env.traceparent,
+            name=definition.name,
+            queue=queue,
+            task_id=env.task_id,
+            attempt=start.attempts,
+        ):
+            await self._run_attempt(delivery, queue, env, definition, token, start.attempts)
 
     async def _await_slot(
         self, delivery: Delivery, queue: str, env: Envelope, name: str, interval: float
@@ -353,6 +366,8 @@ class Executor:
         finally:
             self.leases.pop(env.task_id, None)
             self._tasks.pop(env.task_id, None)
+        if outcome.error is not None:
+            tracing.record_failure(outcome.error.type, outcome.error.message)
         if self._cancelled and self._was_cancelled(env.task_id, token):
             # Cancelled while a sync handler (or one that swallowed the cancellation) ran
             # on: its outcome is discarded.
@@ -387,6 +402,13 @@ class Executor:
             eta = self._clock.time() + outcome.delay
             if await self._state.retry(env.task_id, token=token, error=outcome.error, eta=eta):
                 await self._out.retry(delivery, queue, attempt + 1, eta, task_id=env.task_id)
+                log.warning(
+                    "task failed, retrying",
+                    error_type=outcome.error.type,
+                    error=outcome.error.message[:500],
+                    retry_in=round(outcome.delay, 3),
+                    payload=env.body,  # hidden unless BURROW_LOG_PAYLOADS
+                )
                 self.stats.retried += 1
             else:
                 self.stats.fenced += 1
@@ -395,6 +417,13 @@ class Executor:
         error = outcome.error
         if outcome.status is None:  # wanted a retry, but none is left
             error = error.model_copy(update={"reason": "max_retries"})
+        log.error(
+            "task failed for good",
+            reason=error.reason,
+            error_type=error.type,
+            error=error.message[:500],
+            payload=env.body,  # hidden unless BURROW_LOG_PAYLOADS
+        )
         await self._dead(delivery, queue, env, definition, token=token, error=error)
 
     async def _invoke(
@@ -499,7 +528,9 @@ class Executor:
             return
         url = self._webhooks.url_for(delivery.headers)
         if url is not None:
-            await self._webhooks.notify(task_id, url)
+            # The run's span (when tracing) is the parent of the webhook delivery's.
+            traceparent = tracing.current_traceparent() or delivery.headers.get(HDR_TRACEPARENT)
+            await self._webhooks.notify(task_id, url, traceparent=traceparent)
 
     async def _park(
         self, delivery: Delivery, queue: str, reason: str, detail: str, task_id: str | None

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 import structlog
 
+from burrow import tracing
 from burrow.broker.amqp import Consumer, Delivery
 from burrow.broker.topology import (
     CONTROL_CANCEL,
@@ -160,6 +161,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then shut down gracefully."""
         app = self.app
+        tracing.tracer()  # decided now: a bad OTEL_* setting fails at start, not per task
         await app.broker.connect(timeout=None)  # retries with backoff until reachable
         await self._open_state(stop)
         for queue in self.queues:

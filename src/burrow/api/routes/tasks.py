@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from burrow import tracing
 from burrow.api.deps import (
     ApiState,
     State,
@@ -205,10 +206,13 @@ async def submit(
     header_key: str | None,
     *,
     validated: bool,
+    traceparent: str | None = None,
 ) -> Response:
     """The submit path shared by the per-task and the generic route. ``validated``: the
     payload was validated against the task's model already (typed routes); otherwise it is
-    validated here, after the availability and depth checks (as ``Burrow.submit`` did)."""
+    validated here, after the availability and depth checks (as ``Burrow.submit`` did).
+    ``traceparent``: the request's header; the task continues that trace (through the
+    request's span when tracing), else it starts a new one."""
     app = state.burrow
     payload_json, body = _encode_payload(payload)
     key = _idempotency_key(header_key, options.idempotency_key)
@@ -220,7 +224,9 @@ async def submit(
     if not validated:
         definition.validate_python(payload)
     eta = app._due(None, due)
-    traceparent = new_traceparent()
+    if trace_id_of(traceparent) is None:
+        traceparent = None
+    traceparent = tracing.current_traceparent() or traceparent or new_traceparent()
     headers["traceparent"] = traceparent
     deadline = time.monotonic() + app.settings.publish_timeout + 1
     while True:
@@ -421,13 +427,24 @@ async def _read_submit(
 def _submit_handler(definition: TaskDefinition | None, model: type[BaseModel]) -> Handler:
     """The handler of a per-task submit route (``definition``), or of the generic one."""
     adapter: TypeAdapter[Any] = TypeAdapter(model)
+    route = f"{PREFIX}/tasks/{definition.name if definition else '{name}'}"
 
     async def handle(request: Request) -> Response:
-        state, target, body = await _read_submit(request, definition, adapter)
-        key = request.headers.get("idempotency-key")
-        return await submit(
-            state, target, body, body.payload, key, validated=definition is not None
-        )
+        incoming = request.headers.get("traceparent")
+        with tracing.server_span("POST", route, incoming) as span:
+            state, target, body = await _read_submit(request, definition, adapter)
+            key = request.headers.get("idempotency-key")
+            response = await submit(
+                state,
+                target,
+                body,
+                body.payload,
+                key,
+                validated=definition is not None,
+                traceparent=incoming,
+            )
+            tracing.set_http_status(span, response.status_code)
+            return response
 
     return handle
 
