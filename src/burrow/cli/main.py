@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from burrow.cli import bench, ops, run, schedules, serve, tasks
+from burrow.cli import bench, ops, run, schedules, serve, tasks, workers
 
 cli = typer.Typer(
     name="burrow",
@@ -25,6 +25,7 @@ cli.command("dlq")(ops.dlq)
 cli.command("scheduler")(schedules.scheduler)
 cli.command("schedules")(schedules.schedules)
 cli.command("bench")(bench.bench)
+cli.command("workers")(workers.workers)
 
 
 def main() -> None:
