@@ -1,16 +1,17 @@
-# `make up` runs the example app; `make test` runs the whole suite. Both install what they
-# need: the virtualenv with its packages, and RabbitMQ and Redis when they do not answer.
+# `make up` runs the example shop on burrow (`make demo` places orders on it); `make test`
+# runs the whole suite. They install what they need: the virtualenv with its packages, and
+# RabbitMQ and Redis when they do not answer.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench services venv clean
+.PHONY: up demo test lint bench services venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,speed]'
+	$(BIN)/pip install --quiet -e '.[dev,speed,shop]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,7 +20,10 @@ services:
 	bash scripts/services.sh
 
 up: venv services
-	$(BIN)/python -m examples.demo
+	$(BIN)/burrow up examples.shop.app:app --host 127.0.0.1 --port 8000
+
+demo: venv services
+	$(BIN)/python -m examples.shop.demo
 
 test: venv services lint
 	bash scripts/services.sh --browser

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 import pydantic_core
@@ -67,6 +67,9 @@ from burrow.tasks.status import TaskStatus
 from burrow.webhooks.notify import WebhookNotifier
 from burrow.webhooks.urls import check_submitted_callback
 from burrow.worker.publishing import Republisher
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 log = structlog.get_logger("burrow")
 
@@ -135,6 +138,8 @@ class Burrow(Messaging, Operations, Scheduling):
         self.priority_queues: set[str] = set()
         self._init_messaging()
         self._init_scheduling()
+        #: Extra HTTP routes served next to burrow's API (``include_router``).
+        self.routers: list[APIRouter] = []
 
     # -- registration -----------------------------------------------------------------
 
@@ -237,6 +242,18 @@ class Burrow(Messaging, Operations, Scheduling):
             return func
 
         return register
+
+    def include_router(self, router: APIRouter) -> None:
+        """Serve ``router``'s routes from this app's HTTP API (``burrow api``, ``burrow up``),
+        next to ``/api/v1``, the dashboard and the health endpoints.
+
+        For an application's own endpoints (e.g. ``POST /orders`` of examples/shop) that
+        submit tasks or publish events: one process, one port, one set of API middleware
+        (body limit, request metrics). Routes must not use the paths burrow serves
+        (``/api/v1``, ``/ui``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``,
+        ``/openapi.json``); ``create_app`` refuses them. Register before the API is built.
+        """
+        self.routers.append(router)
 
     # -- components -------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from burrow import tracing
 from burrow.api import errors, ui
@@ -53,14 +53,38 @@ async def _open(app: Burrow, timeout: float) -> None:
         log.warning("the broker is unavailable at start; /readyz answers 503", error=str(exc))
 
 
+#: Paths burrow serves itself: an application router may not take them (or any below the
+#: prefixes).
+RESERVED_PREFIXES = ("/api/v1", "/ui")
+RESERVED_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+
+
+def _check_own_paths(router: APIRouter) -> None:
+    """Refuse an application route that would shadow or be shadowed by one of burrow's."""
+    for route in router.routes:
+        path = getattr(route, "path", "")
+        if path in RESERVED_PATHS or any(
+            path == p or path.startswith(p + "/") for p in RESERVED_PREFIXES
+        ):
+            raise ConfigurationError(
+                f"the application route {path!r} uses a path burrow serves itself; "
+                f"give the router another prefix (burrow owns {', '.join(RESERVED_PREFIXES)} "
+                f"and {', '.join(sorted(RESERVED_PATHS))})"
+            )
+
+
 def create_app(burrow: Burrow) -> FastAPI:
     """Build the HTTP API (SPEC §6) for ``burrow``.
 
     Each task registered so far gets typed ``POST /api/v1/tasks/{name}`` and ``.../batch``
-    operations; tasks registered later are still served by the generic routes.
+    operations; tasks registered later are still served by the generic routes. Routers the
+    application added with ``Burrow.include_router`` are served too, after burrow's own.
 
     Raises:
-        ConfigurationError: ``BURROW_API_KEYS`` or ``BURROW_API_RATE_LIMIT`` is malformed.
+        ConfigurationError: ``BURROW_API_KEYS`` or ``BURROW_API_RATE_LIMIT`` is malformed,
+            or an application router uses a path burrow serves itself.
     """
     settings = burrow.settings
     tracing.tracer()  # decided now: a bad OTEL_* setting fails at start, not per request
@@ -108,6 +132,9 @@ def create_app(burrow: Burrow) -> FastAPI:
     api.include_router(rpc.router)
     api.include_router(health.router)
     api.include_router(stream.router)
+    for router in burrow.routers:  # the application's own routes (Burrow.include_router)
+        _check_own_paths(router)
+        api.include_router(router)
     ui.mount(api)
     lean = LeanRoutes(f"{tasks.PREFIX}/tasks/")
     for route in typed.routes:
