@@ -136,3 +136,12 @@ def test_only_the_tracing_module_imports_opentelemetry() -> None:
     which cost one check when tracing is off."""
     assert importers_outside("burrow.tracing", ("opentelemetry",)) == []
     assert importers_outside("burrow.observability", ("opentelemetry",))  # sees tracing.py
+
+
+def test_metrics_module_is_core_ish() -> None:
+    """burrow.metrics imports no burrow module outside the core; prometheus_client is
+    imported only there and in the API (the worker and broker take hooks passed in)."""
+    assert violations(("burrow.metrics",), OUTER_THAN_CORE) == []
+    outside = importers_outside("burrow.metrics", ("prometheus_client",))
+    assert [v for v in outside if not v.startswith("burrow.api.")] == []
+    assert importers_outside("burrow.api", ("prometheus_client",))  # sees burrow.metrics

@@ -93,6 +93,8 @@ def create_app(burrow: Burrow) -> FastAPI:
     except ValueError as exc:
         raise ConfigurationError(f"BURROW_API_RATE_LIMIT: {exc}") from None
     metrics = ApiMetrics()
+    burrow.broker.on_confirmed = metrics.publish.confirmed  # publish-confirm latency
+    burrow.broker.on_reconnected = metrics.publish.reconnected
     state = ApiState(
         burrow=burrow,
         keys=parse_api_keys(settings.api_keys),

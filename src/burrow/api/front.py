@@ -139,6 +139,8 @@ class ApiFront:
             if method == "POST" and not scope.get("root_path"):
                 found = self.lean.match(scope["path"])
             if found is None:
+                if scope["path"] == "/metrics":  # fresh queue depths for the scrape
+                    await self.metrics.refresh_depths(self.api.state.burrow_api.burrow)
                 await self.app(scope, counting, send)
             else:
                 await self._dispatch(scope, counting, send, *found)

@@ -2,55 +2,56 @@
 so two apps in one process, as in tests, never share or clash).
 
 The API counts what it does: submissions (``burrow_tasks_submitted_total{task,queue}``),
-HTTP requests by route template and status, their latency, and the queue depths it reads for
-the depth limit. Workers serve their own run counters (SPEC §6: each process its own series).
+HTTP requests by route template and status, their latency, requests refused by a limit,
+publish-confirm latency, and the queue depths (read again on a scrape, at most every
+``DEPTH_MAX_AGE`` seconds). Workers serve their own run counters (SPEC §6). The series are
+declared in ``burrow.metrics.CATALOGUE``.
+
+With ``burrow api --workers N`` the uvicorn processes share a multi-process directory
+(``PROMETHEUS_MULTIPROC_DIR``), and a scrape of any of them answers the sum of all.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 from starlette.types import Scope
+
+from burrow.errors import BurrowError
+from burrow.metrics import CATALOGUE, PublishMetrics, build, scrape_registry
+
+if TYPE_CHECKING:
+    from burrow.app import Burrow
+
+#: A scrape reads the queue depths again when they are older than this (seconds).
+DEPTH_MAX_AGE = 5.0
+#: Bound of one depth refresh (seconds); a slow broker leaves the last values.
+DEPTH_TIMEOUT = 2.0
 
 
 class ApiMetrics:
     """The API's collectors, on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.submitted = Counter(
-            "burrow_tasks_submitted_total",
-            "Tasks accepted (broker-confirmed) through the API.",
-            ["task", "queue"],
-            registry=self.registry,
-        )
-        self.requests = Counter(
-            "burrow_http_requests_total",
-            "HTTP requests by method, route template and status.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "burrow_http_request_duration_seconds",
-            "HTTP request latency by method and route template.",
-            ["method", "route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
-        )
-        self.queue_depth = Gauge(
-            "burrow_queue_depth",
-            "Ready messages in a work queue, as last read by the API.",
-            ["queue"],
-            registry=self.registry,
+        own = registry or CollectorRegistry(auto_describe=True)
+        made = {s.name: build(s, own) for s in CATALOGUE if s.process != "worker"}
+        #: What ``/metrics`` answers: ``own``, or in multi-process mode the sum over the
+        #: directory of every process of this API.
+        self.registry = scrape_registry(own)
+        self.submitted = made["burrow_tasks_submitted_total"]
+        self.requests = made["burrow_http_requests_total"]
+        self.latency = made["burrow_http_request_duration_seconds"]
+        self.queue_depth = made["burrow_queue_depth"]
+        self.rejected = made["burrow_api_rejected_total"]
+        self.publish = PublishMetrics(
+            made["burrow_publish_confirm_seconds"], made["burrow_broker_reconnects_total"]
         )
         self._submitted: dict[tuple[str, str], Any] = {}
-        self.rejected = Counter(
-            "burrow_api_rejected_total",
-            "Requests refused by a limit (reason: rate, queue_depth, body_size).",
-            ["reason"],
-            registry=self.registry,
-        )
+        self._depth_read = 0.0
+        self._depth_lock = asyncio.Lock()
 
     def count_submitted(self, task: str, queue: str, n: int) -> None:
         """Add ``n`` to ``burrow_tasks_submitted_total{task,queue}`` (the labelled child is
@@ -59,6 +60,24 @@ class ApiMetrics:
         if child is None:
             child = self._submitted[task, queue] = self.submitted.labels(task, queue)
         child.inc(n)
+
+    async def refresh_depths(self, app: Burrow) -> None:
+        """Read every queue's depth again when the last read is older than
+        ``DEPTH_MAX_AGE`` (called before a scrape; best effort, bounded)."""
+        if time.monotonic() - self._depth_read < DEPTH_MAX_AGE or not app.broker.connected:
+            return
+        async with self._depth_lock:
+            if time.monotonic() - self._depth_read < DEPTH_MAX_AGE:
+                return
+            self._depth_read = time.monotonic()
+            try:
+                async with asyncio.timeout(DEPTH_TIMEOUT):
+                    for queue in app.all_queues():
+                        work = await app.work_queue_stats(queue)
+                        if work is not None:
+                            self.queue_depth.labels(queue).set(work.messages)
+            except (BurrowError, TimeoutError):
+                return  # the last values stay; /readyz says what is down
 
 
 def route_of(scope: Scope) -> str:

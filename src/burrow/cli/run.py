@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -16,6 +18,25 @@ from burrow.errors import ConfigurationError
 from burrow.observability import configure_logging
 from burrow.worker.runtime import Worker
 from burrow.worker.supervisor import supervise
+
+if TYPE_CHECKING:  # burrow.metrics (prometheus-client) is imported only when used
+    from burrow.metrics import WorkerMetrics
+
+#: prometheus-client's multi-process directory (``burrow.metrics.MULTIPROC_ENV``).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=65535,
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (off when not given). "
+        "With --processes N the supervisor serves the sum over its children on this one port.",
+    ),
+]
+MetricsHostOpt = Annotated[
+    str, typer.Option(help="Address the metrics endpoint binds (with --metrics-port).")
+]
 
 
 def worker(
@@ -50,6 +71,8 @@ def worker(
     log_format: Annotated[
         str, typer.Option(help="json, console, or auto (console on a TTY).")
     ] = "auto",
+    metrics_port: MetricsPortOpt = None,
+    metrics_host: MetricsHostOpt = "127.0.0.1",
 ) -> None:
     """Consume and run tasks, event subscribers and RPC handlers until SIGTERM or Ctrl-C,
     then shut down gracefully."""
@@ -78,9 +101,53 @@ def worker(
             args += ["--concurrency", str(concurrency)]
         if grace is not None:
             args += ["--grace", str(grace)]
-        raise typer.Exit(run(supervise(args, processes)))
-    runtime = _build(burrow_app, queues, sub_names, rpc_names, concurrency, grace)
-    run(_serve(runtime))
+        if metrics_port is None:
+            raise typer.Exit(run(supervise(args, processes)))
+        from burrow.metrics import SharedEndpoint
+
+        shared = open_metrics(lambda: SharedEndpoint(metrics_host, metrics_port), metrics_port)
+        try:
+            code = run(supervise(args, processes, shared.env, shared.process_exited))
+        finally:
+            shared.close()
+        raise typer.Exit(code)
+    metrics = worker_metrics(metrics_port is not None)
+    runtime = _build(burrow_app, queues, sub_names, rpc_names, concurrency, grace, metrics)
+    server = None
+    if metrics is not None and metrics_port is not None:
+        from burrow.metrics import MetricsServer, scrape_registry
+
+        registry = scrape_registry(metrics.registry)
+        server = open_metrics(
+            lambda: MetricsServer(registry, metrics_host, metrics_port), metrics_port
+        )
+    try:
+        run(_serve(runtime))
+    finally:
+        if server is not None:
+            server.close()
+
+
+def worker_metrics(wanted: bool) -> WorkerMetrics | None:
+    """The worker's metrics: when asked for (``--metrics-port``), or when a supervisor
+    gave this process a multi-process directory to write them to (``burrow.metrics``)."""
+    if not wanted and not os.environ.get(MULTIPROC_ENV):
+        return None
+    from burrow.metrics import WorkerMetrics
+
+    return WorkerMetrics()
+
+
+_T = TypeVar("_T")
+
+
+def open_metrics(start: Callable[[], _T], port: int) -> _T:
+    """Start a metrics endpoint; a port that cannot be bound ends the command (exit 2)."""
+    try:
+        return start()
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot serve metrics on port {port}: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _names(option: str | None) -> list[str] | None:
@@ -109,6 +176,7 @@ def _build(
     rpc: list[str] | None,
     concurrency: int | None,
     grace: float | None,
+    metrics: WorkerMetrics | None = None,
 ) -> Worker:
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     try:
@@ -119,6 +187,7 @@ def _build(
             grace=grace,
             subscribers=subscribers,
             rpc=rpc,
+            metrics=metrics,
         )
     except ConfigurationError as exc:
         err.print(f"[red]error:[/red] {exc}")

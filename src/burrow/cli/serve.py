@@ -13,10 +13,12 @@ where the API and its docs are, and stops them all cleanly on Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,6 +48,8 @@ InsecureOpt = Annotated[
     typer.Option(help="Allow binding a non-loopback address without API keys (not advised)."),
 ]
 LogOpt = Annotated[str, typer.Option(help="json, console, or auto (console on a TTY).")]
+#: prometheus-client's multi-process directory (``burrow.metrics.MULTIPROC_ENV``).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _check(
@@ -76,7 +80,14 @@ def api(
     app: AppArg,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="uvicorn worker processes (they share one metrics directory: /metrics "
+            "answers the sum of all).",
+        ),
+    ] = 1,
     insecure: InsecureOpt = False,
     access_log: Annotated[bool, typer.Option(help="Log every request (off: faster).")] = False,
     log_format: LogOpt = "auto",
@@ -95,6 +106,19 @@ def api(
     # with our handlers back in place: exit 0 then, as a clean stop should.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
+    shared = None
+    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        # Several processes behind one port: each writes its metrics to this directory
+        # and a scrape of any of them answers the sum (burrow.metrics).
+        shared = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="burrow-api-metrics-")
+    try:
+        _run_uvicorn(uvicorn, host, port, workers, access_log)
+    finally:
+        if shared is not None:
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+def _run_uvicorn(uvicorn: Any, host: str, port: int, workers: int, access_log: bool) -> None:
     uvicorn.run(
         "burrow.cli.serve:asgi_app",
         factory=True,
@@ -124,6 +148,18 @@ def up(
     ] = None,
     insecure: InsecureOpt = False,
     log_format: LogOpt = "auto",
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Port of the workers' Prometheus metrics (the sum over the worker "
+            "processes; the API's are at /metrics); 0: off.",
+        ),
+    ] = 9191,
+    metrics_host: Annotated[str, typer.Option(help="Address the worker metrics bind.")] = (
+        "127.0.0.1"
+    ),
 ) -> None:
     """Run everything for one machine: the API with its dashboard (/ui/), the workers and
     the scheduler; Ctrl-C stops them all."""
@@ -138,9 +174,20 @@ def up(
     worker_args = [app, "--log-format", log_format]
     if concurrency:
         worker_args += ["--concurrency", str(concurrency)]
+    shared = None
+    if metrics_port:
+        from burrow.metrics import SharedEndpoint
+
+        try:
+            shared = SharedEndpoint(metrics_host, metrics_port)
+        except OSError as exc:  # a convenience here: run on without them
+            err.print(
+                f"[yellow]warning:[/yellow] worker metrics not served on port {metrics_port} "
+                f"({exc}); choose another with --metrics-port"
+            )
     children = [
         Child("api", tuple(api_argv)),
-        *worker_children(worker_args, processes),
+        *worker_children(worker_args, processes, shared.env if shared else None),
         Child("scheduler", ("scheduler", app, "--log-format", log_format)),
     ]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
@@ -151,9 +198,15 @@ def up(
         f"  API docs   {base}/docs\n"
         f"  API        {base}/api/v1\n"
         f"  health     {base}/healthz  {base}/readyz\n"
-        f"  metrics    {base}/metrics\n"
-        f"  workers    {processes} process(es)\n"
+        f"  metrics    {base}/metrics (API)"
+        + (f"  http://{metrics_host}:{metrics_port}/metrics (workers)\n" if shared else "\n")
+        + f"  workers    {processes} process(es)\n"
         "  scheduler  1 process (cron schedules)\n"
         "Ctrl-C stops everything."
     )
-    raise typer.Exit(run(supervise_children(children)))
+    try:
+        code = run(supervise_children(children, shared.process_exited if shared else None))
+    finally:
+        if shared is not None:
+            shared.close()
+    raise typer.Exit(code)

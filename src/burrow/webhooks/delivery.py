@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import structlog
@@ -53,6 +53,9 @@ from burrow.webhooks.signing import parse_secrets, webhook_headers
 from burrow.webhooks.urls import ResolutionFailed, Vetted, vet
 from burrow.worker._inflight import InFlight
 from burrow.worker.publishing import Republisher
+
+if TYPE_CHECKING:
+    from burrow.metrics import WorkerMetrics
 
 log = structlog.get_logger("burrow.webhooks")
 
@@ -105,6 +108,7 @@ class WebhookDeliverer:
         state: RedisStateStore,
         republisher: Republisher,
         names: Names,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         """Raises: ConfigurationError: no or a malformed ``BURROW_WEBHOOK_SECRET``, or a
         malformed ``BURROW_CALLBACK_ALLOWLIST``."""
@@ -138,6 +142,7 @@ class WebhookDeliverer:
         )
         self._work = InFlight()
         self.stats = WebhookStats()
+        self._metrics = metrics  # burrow_webhook_deliveries_total{outcome}; None: off
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -293,6 +298,8 @@ class WebhookDeliverer:
             self.stats.retried += 1
         await self._state.record_webhook(task_id, outcome, enqueue=False)
         await delivery.ack()
+        if self._metrics is not None:
+            self._metrics.webhook(outcome.status if outcome.status != PENDING else "retried")
 
     async def _publish(self, delivery: Delivery, headers: dict[str, Any], eta: float) -> None:
         """A copy of ``delivery`` due at ``eta``, through the delay tiers (confirmed)."""

@@ -48,6 +48,7 @@ from burrow.worker.outcomes import Reject, Retry
 from burrow.worker.publishing import Republisher
 
 if TYPE_CHECKING:
+    from burrow.metrics import WorkerMetrics
     from burrow.webhooks.notify import WebhookNotifier
 
 log = structlog.get_logger("burrow.worker")
@@ -117,6 +118,7 @@ class Executor:
         on_dead: Any,
         rate_sleepers: int = 1,
         webhooks: WebhookNotifier | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._registry = registry
         self._state = state
@@ -143,6 +145,8 @@ class Executor:
         self._rate_sleepers = rate_sleepers
         #: Enqueues the webhook of a task that ended (None: webhooks not wired in).
         self._webhooks = webhooks
+        #: Prometheus series (None: this process exports none).
+        self._metrics = metrics
 
     @property
     def in_flight(self) -> int:
@@ -270,6 +274,8 @@ class Executor:
         )
         if start.code == "terminal":
             self.stats.deduplicated += 1  # a redelivery or duplicate of a finished task
+            if self._metrics is not None:
+                self._metrics.deduplicated.inc()
             # Its webhook too, unless enqueued before (a crash may have come in between).
             await self._webhook(env.task_id, delivery)
             await delivery.ack()
@@ -290,6 +296,8 @@ class Executor:
             await self._dead(delivery, queue, env, definition, token="", error=error)
             return
         self.stats.started += 1
+        if self._metrics is not None:
+            self._count_start(definition, env, start.extra)
         if start.attempts != env.attempt:
             bind_attempt(start.attempts)
         with tracing.run_span(
@@ -348,6 +356,7 @@ class Executor:
         current = asyncio.current_task()
         if current is not None:
             self._tasks[env.task_id] = (current, definition.is_async)
+        begun = time.perf_counter()
         try:
             outcome = await self._invoke(definition, env, queue, attempt, delivery.headers)
         except asyncio.CancelledError:
@@ -366,6 +375,9 @@ class Executor:
         finally:
             self.leases.pop(env.task_id, None)
             self._tasks.pop(env.task_id, None)
+        if self._metrics is not None:
+            series = self._metrics.series(definition.name, definition.queue)
+            series.duration.observe(time.perf_counter() - begun)
         if outcome.error is not None:
             tracing.record_failure(outcome.error.type, outcome.error.message)
         if self._cancelled and self._was_cancelled(env.task_id, token):
@@ -392,6 +404,8 @@ class Executor:
             )
             self.stats.succeeded += written
             self.stats.fenced += not written
+            if self._metrics is not None:
+                self._count_end(definition, succeeded=written)
             if written:
                 await self._webhook(env.task_id, delivery)
             await delivery.ack()
@@ -410,8 +424,12 @@ class Executor:
                     payload=env.body,  # hidden unless BURROW_LOG_PAYLOADS
                 )
                 self.stats.retried += 1
+                if self._metrics is not None:
+                    self._metrics.series(definition.name, definition.queue).retried.inc()
             else:
                 self.stats.fenced += 1
+                if self._metrics is not None:
+                    self._metrics.fenced.inc()
             await delivery.ack()
             return
         error = outcome.error
@@ -518,6 +536,8 @@ class Executor:
         await delivery.ack()
         self.stats.dead += 1
         self._count_reason(error.reason or "error")
+        if self._metrics is not None:
+            self._metrics.dead_lettered(definition.name, definition.queue, error.reason or "error")
         if written:
             await self._on_dead(definition.name, env.task_id)
 
@@ -553,9 +573,35 @@ class Executor:
         await delivery.ack()
         self.stats.rejected_messages += 1
         self._count_reason(reason)
+        if self._metrics is not None:
+            self._metrics.rejected(queue, reason)
 
     def _count_reason(self, reason: str) -> None:
         self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+
+    def _count_start(self, definition: TaskDefinition, env: Envelope, created: str) -> None:
+        """Count a run's start and how long it waited: since its ETA (delayed tasks and
+        retries), else since its record was created (``start.lua`` returns ``created_at``)."""
+        if self._metrics is None:  # pragma: no cover - the caller checks
+            return
+        series = self._metrics.series(definition.name, definition.queue)
+        series.started.inc()
+        since = env.eta
+        if since is None:
+            try:
+                since = float(created)
+            except ValueError:
+                return
+        series.wait.observe(max(0.0, self._clock.time() - since))
+
+    def _count_end(self, definition: TaskDefinition, *, succeeded: bool) -> None:
+        """Count a success, or an outcome refused by the lease fence."""
+        if self._metrics is None:  # pragma: no cover - the caller checks
+            return
+        if succeeded:
+            self._metrics.series(definition.name, definition.queue).succeeded.inc()
+        else:
+            self._metrics.fenced.inc()
 
 
 def _holds_slot(delivery: Delivery) -> bool:

@@ -34,6 +34,7 @@ import structlog
 
 from burrow import tracing
 from burrow.broker.amqp import Consumer, Delivery
+from burrow.broker.amqp.broker import QueueStats
 from burrow.broker.topology import (
     CONTROL_CANCEL,
     QueueSpec,
@@ -59,11 +60,16 @@ from burrow.worker.rpc import RpcServer, RpcServerStats
 
 if TYPE_CHECKING:
     from burrow.app import Burrow
+    from burrow.metrics import WorkerMetrics
 
 log = structlog.get_logger("burrow.worker")
 
 #: Seconds between two passes over the oldest entries of the listing index.
 INDEX_TRIM_INTERVAL = 60.0
+#: Metrics: the in-flight gauge is sampled every ``METRICS_TICK`` seconds, the depths of
+#: this worker's queues (and their dead-letter queues) read every ``DEPTH_INTERVAL``.
+METRICS_TICK = 1.0
+DEPTH_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +107,7 @@ class Worker:
         grace: float | None = None,
         subscribers: Sequence[str] | None = None,
         rpc: Sequence[str] | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         ws = app.settings.worker
         self.app = app
@@ -134,6 +141,8 @@ class Worker:
         self._control: Consumer | None = None
         #: Delivers webhooks (``{ns}.webhooks``) when a webhook secret is set.
         self._webhooks: WebhookDeliverer | None = None
+        #: Prometheus series of this process (None: none exported).
+        self.metrics = metrics
 
     def statistics(self) -> WorkerStatistics:
         stats = self._executor.stats if self._executor else ExecutorStats()
@@ -192,11 +201,17 @@ class Worker:
             webhooks=WebhookNotifier(
                 broker=app.broker, state=app.state, names=app.names, settings=app.settings
             ),
+            metrics=self.metrics,
         )
+        if self.metrics is not None:
+            app.broker.on_confirmed = self.metrics.publish.confirmed
+            app.broker.on_reconnected = self.metrics.publish.reconnected
         try:
             async with asyncio.TaskGroup() as tg:
                 done = asyncio.Event()
                 tg.create_task(self._maintain(done), name="maintenance")
+                if self.metrics is not None:
+                    tg.create_task(self._sample(self.metrics, executor, done), name="metrics")
                 await self._consume_all(executor)
                 self.ready.set()
                 log.info(
@@ -263,6 +278,7 @@ class Worker:
             state=app.state,
             republisher=Republisher(app.broker, app.names),
             names=app.names,
+            metrics=self.metrics,
         )
         spec = webhook_queue(
             app.names,
@@ -427,6 +443,28 @@ class Worker:
                 async with asyncio.timeout(tick):
                     await done.wait()
 
+    async def _sample(
+        self, metrics: WorkerMetrics, executor: Executor, done: asyncio.Event
+    ) -> None:
+        """Keep the gauges current until ``done``: in flight every ``METRICS_TICK``, the
+        depths of this worker's queues every ``DEPTH_INTERVAL`` (best effort)."""
+        last_depth = 0.0
+        while not done.is_set():
+            metrics.in_flight.set(executor.in_flight)
+            if time.monotonic() - last_depth >= DEPTH_INTERVAL:
+                last_depth = time.monotonic()
+                for queue in self.queues:
+                    try:
+                        work, dead = await self.app.queue_stats(queue)
+                    except (BrokerError, TimeoutError) as exc:
+                        log.debug("queue depth not read", queue=queue, error=str(exc))
+                        break
+                    metrics.set_depth(queue, work.messages if work else None, _messages(dead))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(METRICS_TICK):
+                    await done.wait()
+        metrics.in_flight.set(0)
+
     async def _renew(self) -> None:
         if self._executor and self._executor.leases:
             await self.app.state.renew(
@@ -452,6 +490,10 @@ class Worker:
 
 
 _H = TypeVar("_H", Subscriber, TaskDefinition)
+
+
+def _messages(stats: QueueStats | None) -> int | None:
+    return stats.messages if stats is not None else None
 
 
 def _select(kind: str, available: list[_H], names: Sequence[str] | None) -> list[_H]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -24,40 +26,55 @@ RESTART_BACKOFF_CAP = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Child:
-    """One supervised process: ``python -m burrow *argv``, called ``name`` in logs."""
+    """One supervised process: ``python -m burrow *argv``, called ``name`` in logs, with
+    ``env`` added to the environment."""
 
     name: str
     argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
-def worker_children(worker_args: list[str], processes: int) -> list[Child]:
-    """``processes`` single-process workers with ``worker_args``."""
+def worker_children(
+    worker_args: list[str], processes: int, env: Mapping[str, str] | None = None
+) -> list[Child]:
+    """``processes`` single-process workers with ``worker_args`` (and ``env``)."""
     argv = ("worker", *worker_args, "--processes", "1")
-    return [Child(f"worker-{i}", argv) for i in range(processes)]
+    return [Child(f"worker-{i}", argv, dict(env or {})) for i in range(processes)]
 
 
-async def supervise_children(children: list[Child]) -> int:
-    """Run ``children`` until a stop signal; returns 0 when every one stopped cleanly."""
+async def supervise_children(
+    children: list[Child], on_exit: Callable[[int], None] | None = None
+) -> int:
+    """Run ``children`` until a stop signal; returns 0 when every one stopped cleanly.
+    ``on_exit`` is called with the pid of each child process that ended (metrics)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with asyncio.TaskGroup() as tg:
-        slots = [tg.create_task(_keep_running(child, stop)) for child in children]
+        slots = [tg.create_task(_keep_running(child, stop, on_exit)) for child in children]
     codes = [slot.result() for slot in slots]
     return 0 if all(code == 0 for code in codes) else 1
 
 
-async def supervise(worker_args: list[str], processes: int) -> int:
+async def supervise(
+    worker_args: list[str],
+    processes: int,
+    env: Mapping[str, str] | None = None,
+    on_exit: Callable[[int], None] | None = None,
+) -> int:
     """``burrow worker --processes N``: N supervised worker processes."""
-    return await supervise_children(worker_children(worker_args, processes))
+    return await supervise_children(worker_children(worker_args, processes, env), on_exit)
 
 
-async def _keep_running(child: Child, stop: asyncio.Event) -> int:
+async def _keep_running(
+    child: Child, stop: asyncio.Event, on_exit: Callable[[int], None] | None = None
+) -> int:
     restarts = 0
+    env = {**os.environ, **child.env} if child.env else None
     while True:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "burrow", *child.argv, start_new_session=True
+            sys.executable, "-m", "burrow", *child.argv, start_new_session=True, env=env
         )
         log.info("process started", child=child.name, pid=proc.pid, restarts=restarts)
         waiter = asyncio.ensure_future(proc.wait())
@@ -68,8 +85,12 @@ async def _keep_running(child: Child, stop: asyncio.Event) -> int:
                 proc.send_signal(signal.SIGTERM)
             code = await waiter
             log.info("process stopped", child=child.name, pid=proc.pid, code=code)
+            if on_exit is not None:
+                on_exit(proc.pid)
             return code
         stopper.cancel()
+        if on_exit is not None:
+            on_exit(proc.pid)
         restarts += 1
         delay = min(RESTART_BACKOFF_CAP, 0.5 * 2 ** min(restarts - 1, 5))
         log.warning(

@@ -22,6 +22,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from time import perf_counter
 from typing import Any
 
 import aiormq
@@ -73,6 +74,11 @@ class AmqpBroker:
         self._topology: AbstractRobustChannel | None = None
         self._declared: set[str] = set()
         self._lock = asyncio.Lock()
+        #: Metrics hooks (``burrow.metrics.PublishMetrics``; None: off): called with the
+        #: seconds to the confirm of each publish (or ``publish_many`` batch), and on each
+        #: reconnect.
+        self.on_confirmed: Callable[[float, bool], None] | None = None
+        self.on_reconnected: Callable[[], None] | None = None
 
     @property
     def settings(self) -> AmqpSettings:
@@ -111,7 +117,12 @@ class AmqpBroker:
                 raise BrokerUnavailable(
                     f"could not connect to the broker within {timeout} s"
                 ) from exc
+            conn.reconnect_callbacks.add(self._reconnected)
             self._conn = conn
+
+    def _reconnected(self, *_args: Any) -> None:
+        if self.on_reconnected is not None:
+            self.on_reconnected()
 
     async def close(self) -> None:
         """Close every channel and the connection."""
@@ -225,6 +236,7 @@ class AmqpBroker:
             reply_to=reply_to,
         )
         publisher = await self._next_publisher()
+        begun = perf_counter()
         with map_amqp_errors(queue=routing_key, what=f"publish to {exchange or routing_key!r}"):
             await publisher.publish(
                 body,
@@ -233,6 +245,8 @@ class AmqpBroker:
                 properties=properties,
                 mandatory=mandatory,
             )
+        if self.on_confirmed is not None:
+            self.on_confirmed(perf_counter() - begun, False)
 
     async def publish_many(
         self,
@@ -273,12 +287,15 @@ class AmqpBroker:
             )
             for m in messages
         ]
+        begun = perf_counter()
         try:
             await asyncio.wait(futures)
         except asyncio.CancelledError:
             for future in futures:
                 future.cancel()
             raise
+        if self.on_confirmed is not None:
+            self.on_confirmed(perf_counter() - begun, True)
         return [_result(f, routing_key, what) for f in futures]
 
     async def _next_publisher(self) -> CoalescingPublisher:

@@ -1,8 +1,9 @@
 -- Begin an attempt: take the lease and count the run, or say why not.
 -- KEYS: task, events, running, index
 -- ARGV: id, token, lease_ms, worker, max_runs, name, queue, payload, trace_id, ttl
--- Returns {code, attempts, extra}: code is 'run', 'terminal' (extra = status), 'busy'
--- (extra = ms left on the other attempt's lease) or 'exhausted'.
+-- Returns {code, attempts, extra}: code is 'run' (extra = the record's created_at, for the
+-- queue-wait metric), 'terminal' (extra = status), 'busy' (extra = ms left on the other
+-- attempt's lease) or 'exhausted'.
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -36,4 +37,4 @@ redis.call('RPUSH', KEYS[2], cjson.encode({at = t, status = 'running', attempt =
   worker = ARGV[4]}))
 redis.call('EXPIRE', KEYS[1], ARGV[10])
 redis.call('EXPIRE', KEYS[2], ARGV[10])
-return {'run', attempts, ''}
+return {'run', attempts, redis.call('HGET', KEYS[1], 'created_at') or ''}
