@@ -20,6 +20,8 @@ services:
 	bash scripts/services.sh
 
 up: venv services
+	@echo "example shop: http://127.0.0.1:8000/orders (POST), /products, /orders/{id}/history," \
+		"/shop/report, /docs#/shop; 'make demo' in another terminal places orders"
 	$(BIN)/burrow up examples.shop.app:app --host 127.0.0.1 --port 8000
 
 demo: venv services
