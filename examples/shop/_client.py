@@ -134,7 +134,7 @@ def drained(data: dict[str, Any], orders: int) -> bool:
     """Every order terminal, every compensation and SMS done."""
     status = data["by_status"]
     done = status["confirmed"] + status["rejected"] + status["cancelled"]
-    return (
+    return bool(
         data["orders"] >= orders
         and done == data["orders"]
         and data["compensations"] == status["cancelled"]

@@ -30,8 +30,8 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
-    Table,
     event,
+    insert,
     select,
     text,
 )
@@ -167,7 +167,7 @@ def async_url(url: str) -> URL:
     )
 
 
-def insert_ignoring_duplicates(table: Table, dialect: str, values: dict[str, Any]) -> Any:
+def insert_ignoring_duplicates(table: Any, dialect: str, values: dict[str, Any]) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` in ``dialect``: its rowcount is 1
     when the row was new, 0 when its key existed (the claim was someone else's)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -214,7 +214,7 @@ class Database:
             await conn.run_sync(Base.metadata.create_all)
             empty = (await conn.execute(select(Product.sku).limit(1))).first() is None
             if empty:
-                await conn.execute(Product.__table__.insert(), list(DEFAULT_PRODUCTS))
+                await conn.execute(insert(Product), list(DEFAULT_PRODUCTS))
 
     async def dispose(self) -> None:
         """Close the pool (the next use opens a new one)."""
@@ -258,3 +258,8 @@ DEFAULT_PRODUCTS: tuple[dict[str, Any], ...] = (
 DEFAULT_PRODUCTS = tuple(
     {"sold": 0, "broken": False, **p, "initial_stock": p["stock"]} for p in DEFAULT_PRODUCTS
 )
+
+
+def changed(result: Any) -> int:
+    """The number of rows an INSERT or UPDATE result changed."""
+    return int(result.rowcount)

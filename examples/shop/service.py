@@ -24,6 +24,7 @@ from examples.shop.db import (
     Product,
     Refund,
     SmsOutbox,
+    changed,
     insert_ignoring_duplicates,
 )
 
@@ -151,7 +152,7 @@ async def reserve_stock(db: Database, event: OrderEvent) -> Reservation:
             db.dialect,
             {"consumer": "inventory", "event_id": event.event_id, "processed_at": time.time()},
         )
-        if (await session.execute(claim)).rowcount == 0:
+        if changed(await session.execute(claim)) == 0:
             order = await session.get(Order, event.order_id)
             if order is None:
                 raise LookupError(f"order {event.order_id} is missing")
@@ -162,7 +163,7 @@ async def reserve_stock(db: Database, event: OrderEvent) -> Reservation:
             .values(stock=Product.stock - event.qty, sold=Product.sold + event.qty)
         )
         status, reason = ("reserved", None)
-        if deducted.rowcount == 0:
+        if changed(deducted) == 0:
             status, reason = ("rejected", f"out of stock: fewer than {event.qty} {event.sku} left")
         await session.execute(
             update(Order)
@@ -245,7 +246,7 @@ async def compensate(db: Database, order_id: str, reason: str) -> Compensated | 
                 "compensated_at": time.time(),
             },
         )
-        if (await session.execute(claim)).rowcount == 0:
+        if changed(await session.execute(claim)) == 0:
             return None
         await session.execute(
             update(Order)
@@ -304,7 +305,7 @@ async def record_sms(db: Database, sms: Sms, sent_at: float) -> bool:
         written = await session.execute(
             insert_ignoring_duplicates(SmsOutbox.__table__, db.dialect, row)
         )
-        return bool(written.rowcount)
+        return bool(changed(written))
 
 
 async def record_event(db: Database, event: OrderEvent) -> bool:
@@ -321,7 +322,7 @@ async def record_event(db: Database, event: OrderEvent) -> bool:
         written = await session.execute(
             insert_ignoring_duplicates(AuditEvent.__table__, db.dialect, row)
         )
-        return bool(written.rowcount)
+        return bool(changed(written))
 
 
 async def order_events(db: Database, order_id: str) -> list[OrderEvent]:

@@ -352,7 +352,10 @@ async def test_a_failing_order_is_dead_lettered_and_compensated_once(
     cancelled = await get(http, f"/orders/{order_id}")
     assert "the warehouse cannot ship" in cancelled["reason"]
     dead = await get(http, "/api/v1/dead-letters?queue=shop.fulfilment")
-    assert [d["task_id"] for d in dead if d["task_id"] == f"fulfil-{order_id}"]
+    ours = [d for d in dead if d["payload"] == {"order_id": order_id}]
+    assert len(ours) == 1, dead
+    assert ours[0]["error"]["type"] == "WarehouseError"
+    task_id = ours[0]["task_id"]
     stock = await product(http, sku)
     assert (stock["stock"], stock["sold"]) == (5, 0)
     assert await count(db, Payment, Payment.order_id == order_id) == 1
@@ -364,7 +367,7 @@ async def test_a_failing_order_is_dead_lettered_and_compensated_once(
     assert r.status_code == 200, r.text
 
     async def ran_again() -> Any:
-        record = await get(http, f"/api/v1/tasks/fulfil-{order_id}")
+        record = await get(http, f"/api/v1/tasks/{task_id}")
         return record if record["status"] in ("succeeded", "failed") else None
 
     # The replayed fulfilment finds the order cancelled and leaves it alone.
