@@ -202,6 +202,11 @@ class Executor:
         try:
             await self._handle(delivery, queue, route)
         except (StateError, BrokerError) as exc:
+            if delivery.settled:
+                # It failed after its ack (e.g. an on_dead hook's claim): the outcome is
+                # recorded; there is nothing to give back.
+                log.warning("error after the delivery was settled", queue=queue, error=str(exc))
+                return
             # Redis or the broker failed mid-way: nothing was acked, so the message comes
             # back; pause first so an outage is not a hot loop.
             self._failures += 1

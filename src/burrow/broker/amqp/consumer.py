@@ -99,18 +99,30 @@ def _log_failure(task: asyncio.Future[None]) -> None:
 
 
 class Delivery:
-    """One received message; settle it (ack or nack) exactly once.
+    """One received message, settled (acked or nacked) exactly once.
+
+    Only the first ``ack``/``nack`` reaches the broker; later ones are ignored. A second
+    settle of one delivery tag would make RabbitMQ close the whole channel
+    (PRECONDITION_FAILED, unknown delivery tag), taking every other in-flight delivery on
+    it along, so a path that fails after its ack (and falls into a generic nack) must not
+    send it.
 
     Properties are read straight from the AMQP frame. Deliveries read by ``peek`` and
     ``drain`` have no acker; the code that fetched them settles them.
     """
 
-    __slots__ = ("_acker", "_msg", "_props")
+    __slots__ = ("_acker", "_msg", "_props", "_settled")
 
     def __init__(self, message: aiormq.abc.DeliveredMessage, acker: _Acker | None = None) -> None:
         self._msg = message
         self._props = message.header.properties
         self._acker = acker
+        self._settled = False
+
+    @property
+    def settled(self) -> bool:
+        """True once ``ack`` or ``nack`` was called."""
+        return self._settled
 
     @property
     def message_id(self) -> str | None:
@@ -172,8 +184,9 @@ class Delivery:
                 broker redelivers anyway).
         """
         tag = self._msg.delivery_tag
-        if tag is None:
+        if tag is None or self._settled:
             return
+        self._settled = True
         if self._acker is not None:
             self._acker.ack(tag)
             return
@@ -187,8 +200,9 @@ class Delivery:
             BrokerUnavailable: the channel is gone (the broker redelivers anyway).
         """
         tag = self._msg.delivery_tag
-        if tag is None:
+        if tag is None or self._settled:
             return
+        self._settled = True
         if self._acker is not None:
             await self._acker.nack(tag, requeue=requeue)
             return
