@@ -393,7 +393,9 @@ class Burrow(Messaging, Operations, Scheduling):
             idempotency_key: a repeated key returns the first task instead of a new one.
             priority: 0-9 (9 highest), for queues that support priorities.
             task_id: choose the id (default: a new UUID4). If a task with this id exists,
-                it is returned (``existing=True``) and nothing is published.
+                it is returned (``existing=True``), its record unchanged; its message is
+                published again only while it is still ``queued`` (which repairs a
+                submit that crashed between the record and the publish).
             headers: extra message headers (e.g. ``traceparent``).
             callback_url: http(s) URL that gets a signed POST when the task ends
                 (docs/webhooks.md); checked against SSRF here and at every delivery.
@@ -584,8 +586,8 @@ class Burrow(Messaging, Operations, Scheduling):
         priority: int | None,
         headers: dict[str, Any] | None,
     ) -> bool:
-        """Write the record, then publish; False (and nothing published) when a task with
-        ``task_id`` already exists."""
+        """Write the record, then publish; False when a task with ``task_id`` already
+        exists (see ``submit``'s ``task_id``)."""
         hdrs: dict[str, Any] = dict(headers or {})
         traceparent = hdrs.get(HDR_TRACEPARENT)
         if trace_id_of(traceparent) is None:  # the active span's (if tracing), else a new one
@@ -606,6 +608,14 @@ class Burrow(Messaging, Operations, Scheduling):
             )
         )
         if not created:
+            existing = await self.state.get(task_id)
+            if existing is not None and existing.status is TaskStatus.QUEUED:
+                # Still queued: its message may have been lost (a crash between the record
+                # and the publish). Publish again; workers run a task once, whatever the
+                # copies. The record is not ours to delete if this fails.
+                await self._publish_task(
+                    definition.queue, definition.name, task_id, body, due, priority, hdrs
+                )
             return False
         try:
             # The publish span (if tracing) puts its own context in hdrs' traceparent.
@@ -859,11 +869,18 @@ class Burrow(Messaging, Operations, Scheduling):
     # -- compensation -------------------------------------------------------------------
 
     async def run_on_dead(self, name: str, task_id: str) -> None:
-        """Run the ``on_dead`` hooks of a task that just died, once (claimed in Redis)."""
+        """Run the ``on_dead`` hooks of a dead (``failed``) task, once: claimed in Redis, so
+        the worker may call this for every delivery of a finished task and only the first
+        call for a failed one runs them. A crash while a hook runs leaves it claimed (not
+        run again): hooks should be idempotent anyway."""
         hooks = self.registry.on_dead(name)
-        if not hooks or not await self.state.claim_on_dead(task_id):
+        if not hooks:
             return
         record = await self.state.get(task_id)
+        if record is None or record.status is not TaskStatus.FAILED:
+            return
+        if not await self.state.claim_on_dead(task_id):
+            return
         outcome = "done"
         for hook in hooks:
             try:

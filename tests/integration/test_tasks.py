@@ -10,7 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from burrow import Burrow, Reject, Retry, TaskContext, TaskStatus
-from tests.conftest import running_worker
+from burrow.tasks.envelope import HDR_ATTEMPT
+from tests.conftest import eventually, running_worker
 
 pytestmark = pytest.mark.integration
 
@@ -219,15 +220,19 @@ async def test_timeout_cancels_async_handler(make_app: Callable[..., Burrow]) ->
     assert record.error.type == "TaskTimeout"
 
 
-async def test_submit_with_an_existing_task_id_returns_it_unpublished(
+async def test_submit_with_an_existing_task_id_returns_it(
     make_app: Callable[..., Burrow],
 ) -> None:
-    """A second submit with the same ``task_id`` returns the first task (existing=True),
-    publishes nothing and leaves its record alone."""
+    """A second submit with the same ``task_id`` returns the first task (existing=True)
+    and leaves its record alone. While the task is queued its message is published again
+    (the repair of a submit that crashed before its publish) and the task still runs
+    once; once it finished, nothing more is published."""
     app = make_app()
+    runs: list[int] = []
 
     @app.task(queue="math")
     async def add(p: Add) -> int:
+        runs.append(p.a)
         return p.a + p.b
 
     first = await app.submit("add", {"a": 1, "b": 2}, task_id="fixed-id")
@@ -237,6 +242,66 @@ async def test_submit_with_an_existing_task_id_returns_it_unpublished(
     assert again.id == first.id
     work, _ = await app.queue_stats("math")
     assert work is not None
-    assert work.messages == 1
-    record = await app.get("fixed-id")
+    assert work.messages == 2
+    async with running_worker(app) as worker:
+        record = await app.wait("fixed-id", timeout=20)
+        await eventually(
+            lambda: worker.statistics().deduplicated == 1, timeout=10, what="copy acked"
+        )
+    assert record.status is TaskStatus.SUCCEEDED
     assert record.payload == {"a": 1, "b": 2}
+    assert runs == [1]
+    late = await app.submit("add", {"a": 1, "b": 2}, task_id="fixed-id")
+    assert late.existing
+    work, _ = await app.queue_stats("math")
+    assert work is not None
+    assert work.messages == 0
+
+
+async def test_on_dead_runs_when_the_worker_died_before_its_hooks(
+    make_app: Callable[..., Burrow],
+) -> None:
+    """A worker recorded the task dead but never ran its on_dead hooks (here: a worker
+    without them, standing in for one that crashed before the ack). A redelivery of the
+    message to a worker with the hooks runs them, once; a succeeded task's duplicate runs
+    none."""
+    first = make_app()
+
+    @first.task(max_retries=0)
+    async def doomed(p: dict[str, Any]) -> None:
+        raise Reject("no")
+
+    @first.task()
+    async def fine(p: dict[str, Any]) -> None:
+        return None
+
+    async with running_worker(first):
+        dead = await first.submit("doomed", {})
+        done = await first.submit("fine", {})
+        assert (await first.wait(dead.id, timeout=20)).status is TaskStatus.FAILED
+        assert (await first.wait(done.id, timeout=20)).status is TaskStatus.SUCCEEDED
+
+    second = make_app()
+    compensated: list[str] = []
+    second.task(max_retries=0)(doomed)
+    second.task()(fine)
+
+    @second.on_dead("doomed")
+    async def undo(record: Any) -> None:
+        compensated.append(record.id)
+
+    @second.on_dead("fine")
+    async def never(record: Any) -> None:
+        compensated.append(record.id)
+
+    queue = second.names.queue("default")
+    await second.connect()
+    async with running_worker(second) as worker:
+        for handle in (dead, done, dead):  # redeliveries of finished tasks
+            await second.broker.publish(
+                queue, b"{}", message_id=handle.id, type_=handle.name, headers={HDR_ATTEMPT: 1}
+            )
+        await eventually(
+            lambda: worker.statistics().deduplicated == 3, timeout=10, what="3 duplicates"
+        )
+    assert compensated == [dead.id]

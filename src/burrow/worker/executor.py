@@ -281,8 +281,10 @@ class Executor:
             self.stats.deduplicated += 1  # a redelivery or duplicate of a finished task
             if self._metrics is not None:
                 self._metrics.deduplicated.inc()
-            # Its webhook too, unless enqueued before (a crash may have come in between).
+            # Its webhook and on_dead hooks too, unless done before (a crash may have come
+            # between the terminal record and the ack).
             await self._webhook(env.task_id, delivery)
+            await self._on_dead(definition.name, env.task_id)
             await delivery.ack()
             return
         if start.code == "busy":
@@ -538,13 +540,14 @@ class Executor:
         )
         if written:
             await self._webhook(env.task_id, delivery)
+            # Before the ack: a crash in between redelivers the message, and the terminal
+            # path below runs the hooks that were not claimed yet.
+            await self._on_dead(definition.name, env.task_id)
         await delivery.ack()
         self.stats.dead += 1
         self._count_reason(error.reason or "error")
         if self._metrics is not None:
             self._metrics.dead_lettered(definition.name, definition.queue, error.reason or "error")
-        if written:
-            await self._on_dead(definition.name, env.task_id)
 
     async def _webhook(self, task_id: str, delivery: Delivery) -> None:
         """Enqueue the webhook of ``task_id`` (terminal) if it has a callback URL; before
