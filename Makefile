@@ -29,6 +29,7 @@ demo: venv services
 
 test: venv services lint
 	bash scripts/services.sh --browser
+	bash scripts/services.sh --postgres
 	$(BIN)/pytest
 
 lint: venv

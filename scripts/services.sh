@@ -3,7 +3,9 @@
 # that does not: install it from Debian's packages if it is missing, start it, and wait
 # until it answers. Safe to run again and again; it changes nothing when both answer.
 # With --tools it also installs the load generator the HTTP benchmark uses (wrk); with
-# --browser, Chromium for the dashboard's browser tests (tests/ui).
+# --browser, Chromium for the dashboard's browser tests (tests/ui); with --postgres,
+# PostgreSQL on 127.0.0.1:5432 for the example shop's tests (user postgres, database test,
+# trust auth on loopback; set up that way only when this script installed it).
 set -euo pipefail
 
 AMQP_PORT=${BURROW_AMQP_PORT:-5672}
@@ -50,6 +52,29 @@ if [ "${1:-}" = "--browser" ]; then  # what `make test` needs for tests/ui
   fi
   [ -x /usr/bin/chromium ] || { echo "services: /usr/bin/chromium is missing" >&2; exit 1; }
   echo "services: chromium at /usr/bin/chromium"
+fi
+
+if [ "${1:-}" = "--postgres" ] && ! answers 127.0.0.1 5432; then
+  fresh_pg=0
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    install_pkg postgresql psql
+    fresh_pg=1
+  fi
+  if [ "$fresh_pg" -eq 1 ]; then
+    # Our own fresh install: let loopback connect as any user without a password.
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    done
+  fi
+  echo "services: starting postgresql"
+  for conf in /etc/postgresql/*/main; do
+    version=$(basename "$(dirname "$conf")")
+    as_root pg_ctlcluster "$version" main start || true
+  done
+  wait_for PostgreSQL 5432
+  if [ "$fresh_pg" -eq 1 ]; then
+    as_root su postgres -c "createdb test" 2>/dev/null || true
+  fi
 fi
 
 if ! answers 127.0.0.1 "$REDIS_PORT"; then
