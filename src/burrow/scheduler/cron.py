@@ -18,10 +18,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+if TYPE_CHECKING:
+    from croniter import croniter
+
 
 #: Schedule ids: like task names, at most 100 characters (they become Redis hash fields and
 #: part of idempotency keys).
@@ -52,6 +54,10 @@ def check_cron(expression: str) -> str:
     Raises:
         ValueError: the expression does not parse or never fires; the message says why.
     """
+    # croniter is imported when a schedule is first defined, so a process whose app has
+    # none never loads it.
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
     expr = " ".join(expression.split())
     if not expr:
         raise ValueError("empty cron expression")
@@ -109,6 +115,8 @@ class Cron:
         object.__setattr__(self, "_zone", check_timezone(self.timezone))
 
     def _iter(self, t: float) -> croniter:
+        from croniter import croniter
+
         return croniter(self.expression, datetime.fromtimestamp(t, self._zone))
 
     def next_after(self, t: float) -> float:

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import structlog
 
 from burrow import tracing
@@ -129,6 +128,8 @@ class WebhookDeliverer:
             jitter=0.25,
         )
         self._total = settings.webhook_timeout
+        import httpx  # here, not at module level: a worker without webhooks never loads it
+
         # No redirects, no proxy variables from the environment, and no kept-alive
         # connections: each attempt connects to the address it vetted, and a pooled TLS
         # connection must never be reused for another host name on the same address.
@@ -203,6 +204,8 @@ class WebhookDeliverer:
 
     async def attempt(self, url: str, wid: str, body: bytes) -> AttemptResult:
         """One signed POST of ``body`` to ``url`` (vetted and pinned); never raises."""
+        import httpx
+
         try:
             vetted = await vet(url, self._allowlist)
         except CallbackRefused as exc:
@@ -224,6 +227,8 @@ class WebhookDeliverer:
         return AttemptResult(verdict, status_code=status)
 
     async def _post(self, vetted: Vetted, wid: str, body: bytes) -> tuple[int, str | None]:
+        import httpx
+
         target = vetted.target
         host = f"[{target.host}]" if ":" in target.host else target.host
         headers = webhook_headers(self._keys, wid, int(time.time()), body)
