@@ -105,8 +105,15 @@ def test_compose_runs_the_whole_stack() -> None:
     assert "--host" in services["api"]["command"]
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
     mounts = services["prometheus"]["volumes"]
-    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
-    assert (ROOT / "deploy" / "prometheus.yml").is_file()
+    assert "./deploy/prometheus-compose.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus-compose.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    # The Compose network's names, and every worker replica (DNS A records of `worker`).
+    assert jobs["burrow-api"]["static_configs"][0]["targets"] == ["api:8000"]
+    workers = jobs["burrow-workers"]["dns_sd_configs"][0]
+    assert workers["names"] == ["worker"]
+    assert workers["type"] == "A"
+    assert str(workers["port"]) in " ".join(services["worker"]["command"])
     named = {v.split(":")[0] for s in services.values() for v in s.get("volumes", [])}
     assert {v for v in named if not v.startswith(".")} <= set(compose()["volumes"])
 
