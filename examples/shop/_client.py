@@ -130,8 +130,16 @@ def report(base: str, since: float) -> dict[str, Any]:
     return data
 
 
+def expected_audit_events(data: dict[str, Any]) -> int:
+    """Events the audit trail must hold once every order is terminal: ``created`` and
+    ``rejected`` for a rejected order; ``created``, ``reserved`` and ``confirmed`` or
+    ``cancelled`` for the others (event ids are fixed per step, so repeats do not count)."""
+    status = data["by_status"]
+    return 2 * status["rejected"] + 3 * (status["confirmed"] + status["cancelled"])
+
+
 def drained(data: dict[str, Any], orders: int) -> bool:
-    """Every order terminal, every compensation and SMS done."""
+    """Every order terminal, every compensation, SMS and audit event done."""
     status = data["by_status"]
     done = status["confirmed"] + status["rejected"] + status["cancelled"]
     return bool(
@@ -139,15 +147,18 @@ def drained(data: dict[str, Any], orders: int) -> bool:
         and done == data["orders"]
         and data["compensations"] == status["cancelled"]
         and data["sms_sent"] >= done
+        and data["audit_events"] >= expected_audit_events(data)
     )
 
 
 def wait_drained(base: str, since: float, orders: int, timeout: float) -> dict[str, Any]:
-    """Poll the report with a progress bar (orders finished, SMS sent) until ``drained``."""
+    """Poll the report with progress bars (orders finished, SMS sent, events audited)
+    until ``drained``."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
         finished = progress.add_task("orders processed", total=orders)
         texted = progress.add_task("SMS sent", total=orders)
+        audited = progress.add_task("events audited", total=None)
         deadline = time.monotonic() + timeout
         while True:
             data = report(base, since)
@@ -155,6 +166,9 @@ def wait_drained(base: str, since: float, orders: int, timeout: float) -> dict[s
             done = status["confirmed"] + status["rejected"] + status["cancelled"]
             progress.update(finished, completed=done)
             progress.update(texted, completed=data["sms_sent"])
+            progress.update(
+                audited, completed=data["audit_events"], total=expected_audit_events(data)
+            )
             if drained(data, orders) or time.monotonic() > deadline:
                 return data
             time.sleep(0.5)

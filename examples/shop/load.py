@@ -30,6 +30,7 @@ from rich.table import Table
 from examples.shop._client import (
     OrderLine,
     console,
+    expected_audit_events,
     place_orders,
     report,
     set_products,
@@ -91,6 +92,11 @@ def checks(data: dict[str, Any], placed: int) -> list[tuple[str, bool, str]]:
             f"refunds {data['refunds']}",
         ),
         ("one SMS per order", data["sms_sent"] == placed, f"{data['sms_sent']} of {placed}"),
+        (
+            "audit trail holds every event",
+            data["audit_events"] == expected_audit_events(data),
+            f"{data['audit_events']} of {expected_audit_events(data)}",
+        ),
     ]
 
 
