@@ -23,7 +23,7 @@ def make_app(namespace: str | None = None, queue_type: QueueType | None = None) 
         settings = settings.model_copy(update={"queue_type": queue_type})
     app = Burrow(namespace=namespace, settings=settings)
 
-    @app.task(name=TASK, queue=QUEUE)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK, queue=QUEUE)
     async def noop(payload: dict[str, Any]) -> None:
         """Does nothing: the benchmark measures burrow's own overhead."""
 

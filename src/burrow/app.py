@@ -11,7 +11,7 @@ import asyncio
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import orjson
 import pydantic_core
@@ -143,6 +143,25 @@ class Burrow(Messaging, Operations, Scheduling):
 
     # -- registration -----------------------------------------------------------------
 
+    @overload
+    def task(self, fn: F, /) -> F: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
+        queue_type: QueueType | None = None,
+        rate_limit: str | None = None,
+        priorities: bool = False,
+    ) -> Callable[[F], F]: ...
+
     def task(
         self,
         fn: F | None = None,
@@ -156,7 +175,7 @@ class Burrow(Messaging, Operations, Scheduling):
         queue_type: QueueType | None = None,
         rate_limit: str | None = None,
         priorities: bool = False,
-    ) -> Any:
+    ) -> F | Callable[[F], F]:
         """Register a task handler (``@app.task`` or ``@app.task(queue=..., ...)``).
 
         Args:
