@@ -96,6 +96,25 @@ def use_tracer_provider(provider: TracerProvider | None) -> None:
     _tracer = provider.get_tracer(SCOPE) if provider is not None else None
 
 
+@contextlib.contextmanager
+def in_memory_spans() -> Iterator[Any]:
+    """Send burrow's spans to a fresh ``InMemorySpanExporter`` for the block (yielded);
+    afterwards the environment decides again (``burrow.testing.capture_spans``)."""
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = SdkTracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    use_tracer_provider(provider)
+    try:
+        yield exporter
+    finally:
+        reset()
+        provider.shutdown()
+
+
 def reset() -> None:
     """Forget the decision: the next span looks at the environment again."""
     global _tracer

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from burrow._background import Background
 from burrow.config import RedisSettings
-from burrow.errors import OperationTimeout, StateUnavailable, TaskNotFound
+from burrow.errors import ConfigurationError, OperationTimeout, StateUnavailable, TaskNotFound
 from burrow.state._pipeline import AutoPipeline, Script
 from burrow.state.errors import map_redis_errors
 from burrow.state.keys import Keys
@@ -401,6 +401,26 @@ class RedisStateStore:
             name = self.keys.idempotency(key)
             if _text(await redis.get(name) or b"") == task_id:
                 await redis.delete(name)
+
+    async def purge_namespace(self) -> int:
+        """Delete every key of this namespace (records, history, indexes, locks, schedules,
+        heartbeats); returns how many. For tests and for retiring a namespace: it cannot
+        be undone. Refused for the empty namespace, whose keys are not ours alone."""
+        prefix = self.keys.prefix
+        if not prefix:
+            raise ConfigurationError("refusing to purge the empty namespace (every key)")
+        deleted = 0
+        with map_redis_errors("purge namespace"):
+            redis = self._redis()
+            batch: list[Any] = []
+            async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(await redis.delete(*batch))
+                    batch.clear()
+            if batch:
+                deleted += int(await redis.delete(*batch))
+        return deleted
 
     async def delete(self, task_id: str) -> None:
         """Forget a task whose message never reached the broker."""
