@@ -121,3 +121,34 @@ def test_api_refuses_a_public_address_without_keys(env: dict[str, str]) -> None:
     assert code != 0
     assert "BURROW_API_KEYS" in output
     assert "--insecure" in output
+
+
+def test_api_with_an_open_stream_stops_at_once_on_sigterm(env: dict[str, str]) -> None:
+    """A dashboard's open event stream ends when `burrow api` gets SIGTERM, so the server
+    stops in well under uvicorn's 5 s grace, with no task cancelled at its end."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = burrow("api", APP, "--port", str(port), "--log-format", "json", env=env)
+    try:
+        wait_ready(base, proc)
+        with (
+            httpx.Client(base_url=base, timeout=10) as client,
+            client.stream("GET", "/api/v1/events/stream") as stream,
+        ):
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: hello"
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            remaining = list(lines)  # returns when the server ends the stream
+            ended = time.monotonic() - started
+            assert proc.wait(timeout=10) == 0
+            stopped = time.monotonic() - started
+        output = proc.stdout.read().decode() if proc.stdout else ""
+        # Ended by the server itself, not cancelled at the end of uvicorn's 5 s grace.
+        assert "Cancel" not in output, output
+        assert ended < 4.5, (ended, remaining[-3:])
+        assert stopped < 4.5, (stopped, output)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -108,9 +108,11 @@ def create_app(burrow: Burrow) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await _open(burrow, settings.api_timeout)
+        restore_signals = stream.end_streams_on_exit_signals(_app)
         try:
             yield
         finally:
+            restore_signals()
             await stream.close_hub(_app)
             await burrow.close()
 
@@ -173,5 +175,5 @@ def serve(
         log_level=log_level,
         proxy_headers=False,
         timeout_keep_alive=5,
-        timeout_graceful_shutdown=5,  # open dashboard streams never end by themselves
+        timeout_graceful_shutdown=5,  # streams end on the exit signal; a bound anyway
     )

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 from typing import Any
 
 import orjson
@@ -53,6 +56,8 @@ COUNT_SAMPLE = 1000  # statuses counted over the newest this many tasks
 CLIENT_BUFFER = 2000  # events queued for one client before it must resync
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _ERRORS = (BurrowError, TimeoutError, OSError)
+#: Put in a client's queue to end its stream (the server is shutting down).
+_END = b""
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -94,6 +99,19 @@ class StreamHub:
 
     def unsubscribe(self, queue: asyncio.Queue[bytes]) -> None:
         self._clients.discard(queue)
+
+    def end_streams(self) -> None:
+        """End every open stream now (the server is shutting down): an endless response
+        would otherwise hold the shutdown for uvicorn's whole grace period and then be
+        cancelled with an error. Browsers reconnect to whichever server comes back."""
+        for queue in list(self._clients):
+            while True:
+                try:
+                    queue.put_nowait(_END)
+                    break
+                except asyncio.QueueFull:
+                    with contextlib.suppress(asyncio.QueueEmpty):
+                        queue.get_nowait()  # a lagging client loses an event, not the end
 
     def hello(self) -> bytes:
         return sse("hello", {"history": list(self._history), "stats": self._stats})
@@ -234,6 +252,38 @@ def hub_of(api: FastAPI, state: ApiState) -> StreamHub:
     return hub
 
 
+def end_streams_on_exit_signals(api: FastAPI) -> Callable[[], None]:
+    """Chain SIGINT and SIGTERM so that, before the handler already installed (uvicorn's)
+    runs, the app's open streams end. Returns the function that restores the handlers.
+    A no-op outside the main thread, where signal handlers cannot be set."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        hub: StreamHub | None = getattr(api.state, "burrow_stream", None)
+        if hub is not None:
+            loop.call_soon_threadsafe(hub.end_streams)
+        before = previous.get(sig)
+        if callable(before):
+            before(sig, frame)
+        elif before == signal.SIG_DFL:
+            signal.signal(sig, before)
+            signal.raise_signal(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, before in previous.items():
+            if signal.getsignal(sig) is handler and before is not None:
+                signal.signal(sig, before)
+
+    return restore
+
+
 async def close_hub(api: FastAPI) -> None:
     """Stop the hub's loops (the app's lifespan calls this at shutdown)."""
     hub: StreamHub | None = getattr(api.state, "burrow_stream", None)
@@ -254,6 +304,8 @@ async def _events(request: Request, hub: StreamHub) -> AsyncIterator[bytes]:
                     return
                 yield b": keep-alive\n\n"
                 continue
+            if message is _END:
+                return
             yield message
     finally:
         hub.unsubscribe(queue)
