@@ -513,19 +513,21 @@ class Burrow(Messaging, Operations, Scheduling):
         await self.connect()
         await self.declare_queue(definition.queue)
         submitted: list[str] = []
-        for start in range(0, len(bodies), SUBMIT_WINDOW):
-            window = bodies[start : start + SUBMIT_WINDOW]
-            ids = [new_task_id() for _ in window]
-            if due is None:
-                await self._submit_window(definition, ids, window, priority)
-            else:
-                await asyncio.gather(
-                    *(
-                        self._create_and_publish(definition, i, b, due, priority, None)
-                        for i, b in zip(ids, window, strict=True)
+        # One span for the batch (if tracing): every task's traceparent is its context.
+        with tracing.batch_span(name=definition.name, queue=definition.queue, count=len(bodies)):
+            for start in range(0, len(bodies), SUBMIT_WINDOW):
+                window = bodies[start : start + SUBMIT_WINDOW]
+                ids = [new_task_id() for _ in window]
+                if due is None:
+                    await self._submit_window(definition, ids, window, priority)
+                else:
+                    await asyncio.gather(
+                        *(
+                            self._create_and_publish(definition, i, b, due, priority, None)
+                            for i, b in zip(ids, window, strict=True)
+                        )
                     )
-                )
-            submitted += ids
+                submitted += ids
         return submitted
 
     async def _submit_window(
@@ -539,8 +541,9 @@ class Burrow(Messaging, Operations, Scheduling):
         one confirm channel; records of messages the broker did not take are deleted."""
         messages: list[OutgoingMessage] = []
         records: list[NewTask] = []
+        shared = tracing.current_traceparent()  # the batch span's (if tracing)
         for task_id, body in zip(ids, bodies, strict=True):
-            traceparent = new_traceparent()
+            traceparent = shared or new_traceparent()
             records.append(
                 NewTask(
                     id=task_id,

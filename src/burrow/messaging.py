@@ -32,6 +32,7 @@ import orjson
 import pydantic_core
 from pydantic import BaseModel
 
+from burrow import tracing
 from burrow.broker.amqp.rpc import RpcClient, RpcReply
 from burrow.broker.topology import Exchange, broadcast_base, event_exchange
 from burrow.errors import (
@@ -212,18 +213,22 @@ class Messaging:
         await self.broker.connect(timeout=self.settings.publish_timeout)
         full_name = await self._ensure_exchange(exchange)
         hdrs: dict[str, Any] = dict(headers or {})
-        if trace_id_of(hdrs.get(HDR_TRACEPARENT)) is None:
-            hdrs[HDR_TRACEPARENT] = new_traceparent()
         event_id = message_id or new_task_id()
-        await self.broker.publish(
-            routing_key,
-            body,
-            exchange=full_name,
-            message_id=event_id,
-            type_=routing_key or None,
-            headers=hdrs,
-            mandatory=False,
-        )
+        # The publish span (if tracing) puts its own context in hdrs' traceparent.
+        with tracing.event_span(
+            hdrs, exchange=full_name, routing_key=routing_key, event_id=event_id
+        ):
+            if trace_id_of(hdrs.get(HDR_TRACEPARENT)) is None:
+                hdrs[HDR_TRACEPARENT] = new_traceparent()
+            await self.broker.publish(
+                routing_key,
+                body,
+                exchange=full_name,
+                message_id=event_id,
+                type_=routing_key or None,
+                headers=hdrs,
+                mandatory=False,
+            )
         return event_id
 
     def _event_body(self, payload: Any) -> bytes:
@@ -293,18 +298,25 @@ class Messaging:
         body = self._rpc_body(name, payload)
         client = await self._rpc()
         hdrs: dict[str, Any] = dict(headers or {})
-        hdrs.setdefault(HDR_TRACEPARENT, new_traceparent())
-        hdrs[HDR_DEADLINE] = int((time.time() + timeout) * 1000)
         queue = self.names.rpc_queue(name)
-        try:
-            reply = await client.call(queue, body, timeout=timeout, headers=hdrs, type_=name)
-        except TimeoutError:
-            raise RpcTimeout(name, timeout) from None
-        except Unroutable as exc:
-            raise Unroutable(
-                f"rpc {name!r}: no server listens ({queue} does not exist)", queue=queue
-            ) from exc
-        return _decode_reply(name, reply)
+        # The call span (if tracing) puts its own context in hdrs' traceparent; an
+        # exception leaving it (error reply, timeout) marks it failed.
+        with tracing.rpc_client_span(hdrs, name=name, queue=queue):
+            hdrs.setdefault(HDR_TRACEPARENT, new_traceparent())
+            hdrs[HDR_DEADLINE] = int((time.time() + timeout) * 1000)
+            try:
+                reply = await client.call(queue, body, timeout=timeout, headers=hdrs, type_=name)
+            except TimeoutError:
+                raise RpcTimeout(name, timeout) from None
+            except Unroutable as exc:
+                raise Unroutable(
+                    f"rpc {name!r}: no server listens ({queue} does not exist)", queue=queue
+                ) from exc
+            try:
+                return _decode_reply(name, reply)
+            except RpcError as exc:
+                tracing.record_failure(exc.type, exc.message)
+                raise
 
     def _rpc_body(self, name: str, payload: Any) -> bytes:
         definition = self.handlers.rpc(name)

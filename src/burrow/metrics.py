@@ -51,6 +51,10 @@ CONFIRM_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 )  # fmt: skip
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
+RPC_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+)  # fmt: skip
 
 Kind = Literal["counter", "gauge", "histogram"]
 Process = Literal["api", "worker", "both"]
@@ -98,6 +102,20 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         ("method", "route"),
         "api",
         HTTP_BUCKETS,
+    ),
+    MetricSpec(
+        "burrow_events_published_total",
+        "counter",
+        "Events published (broker-confirmed) through the HTTP API, by exchange.",
+        ("exchange",),
+        "api",
+    ),
+    MetricSpec(
+        "burrow_rpc_calls_total",
+        "counter",
+        "RPC calls made through the HTTP API by outcome (replied, error, timeout).",
+        ("name", "outcome"),
+        "api",
     ),
     MetricSpec(
         "burrow_api_rejected_total",
@@ -201,6 +219,21 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "Outcomes refused because the run's lease had passed to another attempt.",
     ),
     MetricSpec(
+        "burrow_rpc_requests_total",
+        "counter",
+        "RPC requests taken by a worker, by outcome (replied, error: an error reply, "
+        "expired: the caller's deadline had passed, refused: no valid reply_to, "
+        "reply_failed: the reply could not be published).",
+        ("name", "outcome"),
+    ),
+    MetricSpec(
+        "burrow_rpc_duration_seconds",
+        "histogram",
+        "Time from the start of an RPC request's run to its reply sent (requests that ran).",
+        ("name",),
+        buckets=RPC_BUCKETS,
+    ),
+    MetricSpec(
         "burrow_webhook_deliveries_total",
         "counter",
         "Webhook delivery attempts by outcome (delivered, retried, failed).",
@@ -276,6 +309,10 @@ class WorkerMetrics:
         self.deduplicated = made["burrow_tasks_deduplicated_total"]
         self.fenced = made["burrow_fenced_writes_total"]
         self._webhooks = made["burrow_webhook_deliveries_total"]
+        self._rpc_requests = made["burrow_rpc_requests_total"]
+        self._rpc_duration = made["burrow_rpc_duration_seconds"]
+        self._rpc_children: dict[tuple[str, str], Any] = {}
+        self._rpc_timers: dict[str, Any] = {}
         self.publish = PublishMetrics(
             made["burrow_publish_confirm_seconds"], made["burrow_broker_reconnects_total"]
         )
@@ -311,6 +348,19 @@ class WorkerMetrics:
     def webhook(self, outcome: str) -> None:
         """Count one webhook attempt's outcome: delivered, retried or failed."""
         self._webhooks.labels(outcome).inc()
+
+    def rpc(self, name: str, outcome: str, seconds: float | None) -> None:
+        """Count one RPC request's ``outcome``, and its time when it ran (``seconds``);
+        the labelled children are looked up once per (name, outcome)."""
+        child = self._rpc_children.get((name, outcome))
+        if child is None:
+            child = self._rpc_children[name, outcome] = self._rpc_requests.labels(name, outcome)
+        child.inc()
+        if seconds is not None:
+            timer = self._rpc_timers.get(name)
+            if timer is None:
+                timer = self._rpc_timers[name] = self._rpc_duration.labels(name)
+            timer.observe(seconds)
 
     def set_depth(self, queue: str, ready: int | None, dead: int | None) -> None:
         """Record what was just read of ``queue`` (None: the queue does not exist)."""

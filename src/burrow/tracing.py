@@ -7,6 +7,19 @@ The spans burrow makes, and how they link::
         run {task}               CONSUMER  one per run (retries too), parent from the header
           webhook {task}         CLIENT    one per delivery attempt; its context is sent on
 
+    POST /api/v1/events/{exchange}  SERVER
+      publish {exchange}         PRODUCER  ``app.publish``; context in the event's header
+        run {subscriber}         CONSUMER  one per subscriber run
+
+    POST /api/v1/rpc/{name}      SERVER
+      call {name}                CLIENT    ``app.call``; context in the request's header
+        rpc {name}               SERVER    the handling; error status on an error reply
+
+    POST /api/v1/tasks/{name}/batch  SERVER
+      publish {task}             PRODUCER  one per ``submit_many``: every task's parent
+
+    fire {schedule}              PRODUCER  a scheduler tick; parent of the task's publish
+
 The context travels in the W3C ``traceparent`` header of each message (docs/wire-format.md),
 so a foreign producer that sets one has its trace continued, and a retry or a webhook
 message carries it on.
@@ -263,17 +276,16 @@ def set_http_status(span: Span | None, status: int) -> None:
 
 
 @contextlib.contextmanager
-def _publish(
-    t: Tracer, headers: MutableMapping[str, Any], name: str, queue: str, task_id: str
+def _outgoing(
+    t: Tracer,
+    headers: MutableMapping[str, Any],
+    name: str,
+    kind_name: str,
+    attributes: Mapping[str, Any],
 ) -> Iterator[Span]:
-    attributes = {
-        "messaging.system": "rabbitmq",
-        "messaging.operation.type": "send",
-        "messaging.destination.name": queue,
-        "messaging.message.id": task_id,
-        "burrow.task.name": name,
-    }
-    with _span(t, f"publish {name}", "PRODUCER", headers.get(HDR_TRACEPARENT), attributes) as span:
+    """A span that is the parent of a message: child of the ``traceparent`` in
+    ``headers`` (or of the active span), whose own context replaces that header."""
+    with _span(t, name, kind_name, headers.get(HDR_TRACEPARENT), attributes) as span:
         traceparent = traceparent_of(span)
         if traceparent is not None:
             headers[HDR_TRACEPARENT] = traceparent
@@ -287,7 +299,95 @@ def publish_span(headers: MutableMapping[str, Any], *, name: str, queue: str, ta
     t = tracer()
     if t is None:
         return _NULL
-    return _publish(t, headers, name, queue, task_id)
+    attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": queue,
+        "messaging.message.id": task_id,
+        "burrow.task.name": name,
+    }
+    return _outgoing(t, headers, f"publish {name}", "PRODUCER", attributes)
+
+
+def batch_span(*, name: str, queue: str, count: int) -> Any:
+    """The PRODUCER span of one ``submit_many`` (child of the active span): active while
+    its tasks are published, so every task's ``traceparent`` is its context and each
+    run is its child. One span per batch, not per task: cheap for large batches."""
+    t = tracer()
+    if t is None:
+        return _NULL
+    attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": queue,
+        "messaging.batch.message_count": count,
+        "burrow.task.name": name,
+    }
+    return _span(t, f"publish {name}", "PRODUCER", None, attributes)
+
+
+def event_span(
+    headers: MutableMapping[str, Any], *, exchange: str, routing_key: str, event_id: str
+) -> Any:
+    """The PRODUCER span of ``app.publish``, like ``publish_span``: its context replaces
+    the event's ``traceparent``, so each subscriber's run is its child."""
+    t = tracer()
+    if t is None:
+        return _NULL
+    attributes = {
+        "messaging.system": "rabbitmq",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": exchange,
+        "messaging.rabbitmq.destination.routing_key": routing_key,
+        "messaging.message.id": event_id,
+    }
+    return _outgoing(t, headers, f"publish {exchange}", "PRODUCER", attributes)
+
+
+def rpc_client_span(headers: MutableMapping[str, Any], *, name: str, queue: str) -> Any:
+    """The CLIENT span of ``app.call``: its context replaces the request's
+    ``traceparent``, so the server's span is its child; an error reply or a timeout
+    raised inside marks it failed."""
+    t = tracer()
+    if t is None:
+        return _NULL
+    attributes = {
+        "rpc.system": "burrow",
+        "rpc.method": name,
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name": queue,
+    }
+    return _outgoing(t, headers, f"call {name}", "CLIENT", attributes)
+
+
+def rpc_server_span(traceparent: str | None, *, name: str, queue: str) -> Any:
+    """The SERVER span of handling one RPC request, child of the caller's span (the
+    request's ``traceparent``); ``record_failure`` marks an error reply."""
+    t = tracer()
+    if t is None:
+        return _NULL
+    attributes = {
+        "rpc.system": "burrow",
+        "rpc.method": name,
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name": queue,
+    }
+    return _span(t, f"rpc {name}", "SERVER", traceparent, attributes)
+
+
+def schedule_span(*, schedule_id: str, task: str, tick: float) -> Any:
+    """The PRODUCER span of a scheduler firing one tick (a new trace, unless a span is
+    active); the task it submits is published inside it, so the task's publish span is
+    its child."""
+    t = tracer()
+    if t is None:
+        return _NULL
+    attributes = {
+        "burrow.schedule.id": schedule_id,
+        "burrow.schedule.tick": tick,
+        "burrow.task.name": task,
+    }
+    return _span(t, f"fire {schedule_id}", "PRODUCER", None, attributes)
 
 
 def run_span(traceparent: str | None, *, name: str, queue: str, task_id: str, attempt: int) -> Any:
@@ -343,14 +443,19 @@ def set_attribute(key: str, value: str | int | float | bool) -> None:
 
 
 __all__ = [
+    "batch_span",
     "configure_tracing",
     "current_traceparent",
     "enabled",
+    "event_span",
     "inject",
     "publish_span",
     "record_failure",
     "reset",
+    "rpc_client_span",
+    "rpc_server_span",
     "run_span",
+    "schedule_span",
     "server_span",
     "set_attribute",
     "set_http_status",

@@ -59,8 +59,8 @@ def test_dashboard_queries_only_exported_metrics() -> None:
 
 
 def test_dashboard_covers_the_main_series() -> None:
-    """Throughput, depth, run time and wait percentiles, in flight, confirm latency, HTTP
-    and webhooks each have a panel."""
+    """Throughput, depth, run time and wait percentiles, in flight, confirm latency, HTTP,
+    webhooks and RPC each have a panel."""
     dashboard = json.loads((DEPLOY / "grafana" / "burrow-dashboard.json").read_text())
     text = "\n".join(expressions(dashboard))
     for needed in (
@@ -72,6 +72,8 @@ def test_dashboard_covers_the_main_series() -> None:
         "burrow_publish_confirm_seconds_bucket",
         "burrow_http_requests_total",
         "burrow_webhook_deliveries_total",
+        "burrow_rpc_requests_total",
+        "burrow_rpc_duration_seconds_bucket",
     ):
         assert needed in text, needed
     ids = [panel["id"] for panel in dashboard["panels"]]

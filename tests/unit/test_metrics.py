@@ -56,6 +56,9 @@ def test_worker_series_are_cached_and_counted() -> None:
     metrics.dead_lettered("add", "math", "rejected")
     metrics.rejected("math", "unknown_task")
     metrics.webhook("delivered")
+    metrics.rpc("quote", "replied", 0.002)
+    metrics.rpc("quote", "replied", 0.004)
+    metrics.rpc("quote", "expired", None)
     metrics.publish.confirmed(0.003, False)
     metrics.publish.confirmed(0.01, True)
     metrics.set_depth("math", 7, None)
@@ -72,6 +75,9 @@ def test_worker_series_are_cached_and_counted() -> None:
     assert v("burrow_task_queue_wait_seconds_count", **tq) == 1
     assert v("burrow_messages_rejected_total", queue="math", reason="unknown_task") == 1
     assert v("burrow_webhook_deliveries_total", outcome="delivered") == 1
+    assert v("burrow_rpc_requests_total", name="quote", outcome="replied") == 2
+    assert v("burrow_rpc_requests_total", name="quote", outcome="expired") == 1
+    assert v("burrow_rpc_duration_seconds_count", name="quote") == 2  # only requests that ran
     assert v("burrow_publish_confirm_seconds_count", mode="single") == 1
     assert v("burrow_publish_confirm_seconds_count", mode="batch") == 1
     assert v("burrow_queue_depth", queue="math") == 7

@@ -2,6 +2,7 @@
 so two apps in one process, as in tests, never share or clash).
 
 The API counts what it does: submissions (``burrow_tasks_submitted_total{task,queue}``),
+events published (``burrow_events_published_total{exchange}``), RPC calls by outcome,
 HTTP requests by route template and status, their latency, requests refused by a limit,
 publish-confirm latency, and the queue depths (read again on a scrape, at most every
 ``DEPTH_MAX_AGE`` seconds). Workers serve their own run counters (SPEC §6). The series are
@@ -46,6 +47,8 @@ class ApiMetrics:
         self.latency = made["burrow_http_request_duration_seconds"]
         self.queue_depth = made["burrow_queue_depth"]
         self.rejected = made["burrow_api_rejected_total"]
+        self.events = made["burrow_events_published_total"]
+        self.rpc_calls = made["burrow_rpc_calls_total"]
         self.publish = PublishMetrics(
             made["burrow_publish_confirm_seconds"], made["burrow_broker_reconnects_total"]
         )
@@ -60,6 +63,15 @@ class ApiMetrics:
         if child is None:
             child = self._submitted[task, queue] = self.submitted.labels(task, queue)
         child.inc(n)
+
+    def count_event(self, exchange: str) -> None:
+        """Count one event published (only for exchanges that exist: bounded labels)."""
+        self.events.labels(exchange).inc()
+
+    def count_rpc(self, name: str, outcome: str) -> None:
+        """Count one RPC call that reached a server (replied, error or timeout); calls to
+        names no server declared are not counted (the name comes from the URL)."""
+        self.rpc_calls.labels(name, outcome).inc()
 
     async def refresh_depths(self, app: Burrow) -> None:
         """Read every queue's depth again when the last read is older than

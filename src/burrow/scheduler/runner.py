@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from burrow import tracing
 from burrow.errors import BurrowError, ConfigurationError, PayloadInvalid, UnknownTask
 from burrow.scheduler.cron import Schedule, plan
 from burrow.state.schedules import ScheduleStore
@@ -239,9 +240,11 @@ class Scheduler:
         key = f"schedule:{schedule.id}:{tick:.0f}"
         task_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"burrow:{self.app.names.namespace}:{key}"))
         try:
-            handle = await self.app.submit(
-                schedule.task, schedule.payload, idempotency_key=key, task_id=task_id
-            )
+            # The fire's span (if tracing) is the parent of the task's publish.
+            with tracing.schedule_span(schedule_id=schedule.id, task=schedule.task, tick=tick):
+                handle = await self.app.submit(
+                    schedule.task, schedule.payload, idempotency_key=key, task_id=task_id
+                )
         except (UnknownTask, PayloadInvalid, ConfigurationError) as exc:
             self._failures += 1
             log.error(  # noqa: TRY400 - the error says it all; no traceback wanted

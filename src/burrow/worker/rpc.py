@@ -12,6 +12,11 @@ Replies are at-most-once (RELIABILITY G10), and no Redis record is written for a
   with it the reply address, vanished), the broker drops the reply, and a failing publish
   is logged and counted; neither ever stops the server.
 
+Each request is counted (``burrow_rpc_requests_total{name,outcome}``: replied, error,
+expired, refused, reply_failed) and timed (``burrow_rpc_duration_seconds{name}``, from
+the start of the run to the reply sent) when the worker has metrics, and handled in a
+SERVER span, child of the caller's (when tracing).
+
 A handler's error comes back as a reply with header ``x-burrow-rpc-status: error`` and the
 JSON body ``{"type": ..., "message": ...}``; a successful reply has ``ok`` and the result as
 its JSON body (docs/wire-format.md).
@@ -23,11 +28,13 @@ import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 import pydantic_core
 import structlog
 
+from burrow import tracing
 from burrow.broker.amqp import AmqpBroker, Delivery
 from burrow.errors import BrokerError, PayloadInvalid
 from burrow.tasks.context import TaskContext
@@ -42,6 +49,9 @@ from burrow.tasks.handlers import (
 )
 from burrow.worker._calls import call_handler
 from burrow.worker._inflight import InFlight
+
+if TYPE_CHECKING:
+    from burrow.metrics import WorkerMetrics
 
 log = structlog.get_logger("burrow.rpc")
 
@@ -68,8 +78,10 @@ class RpcServer:
         pool: ThreadPoolExecutor,
         default_timeout: float,
         max_message_bytes: int,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._broker = broker
+        self._metrics = metrics
         self._pool = pool
         self._default_timeout = default_timeout
         self._max_bytes = max_message_bytes
@@ -85,26 +97,43 @@ class RpcServer:
         return await self._work.wait_idle(timeout)
 
     async def handle(self, delivery: Delivery, definition: TaskDefinition) -> None:
-        """Answer one request to ``definition`` (acked first: at-most-once)."""
+        """Answer one request to ``definition`` (acked first: at-most-once), in a span
+        that is the caller's span's child (when tracing)."""
         await delivery.ack()
         self.stats.received += 1
-        reply_to = delivery.reply_to
-        if not reply_to_allowed(reply_to) or reply_to is None:
-            self.stats.refused += 1
-            log.warning("rpc request without a valid reply_to dropped", reply_to=reply_to)
-            return
-        deadline = delivery.headers.get(HDR_DEADLINE)
-        if isinstance(deadline, int) and deadline < time.time() * 1000:
-            self.stats.expired += 1
-            return
-        self._work.enter()
-        try:
-            body, status = await self._run(definition, delivery)
-            await self._reply(delivery, reply_to, body, status)
-        finally:
-            self._work.leave()
+        name = definition.name
+        with tracing.rpc_server_span(
+            delivery.headers.get(HDR_TRACEPARENT), name=name, queue=f"rpc.{name}"
+        ):
+            reply_to = delivery.reply_to
+            if not reply_to_allowed(reply_to) or reply_to is None:
+                self.stats.refused += 1
+                self._count(name, "refused")
+                tracing.record_failure("RpcRefused", "no valid reply_to: dropped unrun")
+                log.warning("rpc request without a valid reply_to dropped", reply_to=reply_to)
+                return
+            deadline = delivery.headers.get(HDR_DEADLINE)
+            if isinstance(deadline, int) and deadline < time.time() * 1000:
+                self.stats.expired += 1
+                self._count(name, "expired")
+                tracing.record_failure("RpcExpired", "the caller's deadline passed: dropped unrun")
+                return
+            self._work.enter()
+            started = time.perf_counter()
+            try:
+                body, status = await self._run(definition, delivery)
+                outcome = await self._reply(delivery, reply_to, body, status)
+            finally:
+                self._work.leave()
+            if self._metrics is not None:
+                self._metrics.rpc(name, outcome, time.perf_counter() - started)
 
-    async def _reply(self, delivery: Delivery, reply_to: str, body: bytes, status: str) -> None:
+    def _count(self, name: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.rpc(name, outcome, None)
+
+    async def _reply(self, delivery: Delivery, reply_to: str, body: bytes, status: str) -> str:
+        """Send the reply; returns the request's outcome (replied, error, reply_failed)."""
         try:
             await self._broker.publish(
                 reply_to,
@@ -116,18 +145,21 @@ class RpcServer:
         except BrokerError as exc:
             self.stats.reply_failed += 1
             log.warning("rpc reply not sent", reply_to=reply_to, error=str(exc))
-            return
+            return "reply_failed"
         self.stats.replied += 1
-        self.stats.errors += status == RPC_ERROR
+        if status == RPC_ERROR:
+            self.stats.errors += 1
+            return "error"
+        return "replied"
 
     async def _run(self, definition: TaskDefinition, delivery: Delivery) -> tuple[bytes, str]:
         """The reply body and status of one request."""
         if len(delivery.body) > self._max_bytes:
-            return _error_body("PayloadTooLarge", f"request over {self._max_bytes} bytes")
+            return _failed("PayloadTooLarge", f"request over {self._max_bytes} bytes")
         try:
             payload = definition.validate_json(delivery.body)
         except PayloadInvalid as exc:
-            return _error_body("PayloadInvalid", str(exc))
+            return _failed("PayloadInvalid", str(exc))
         ctx = _context(definition, delivery) if definition.wants_context else None
         timeout = definition.timeout or self._default_timeout
         scope = asyncio.timeout(timeout)
@@ -139,11 +171,11 @@ class RpcServer:
             return pydantic_core.to_json(value), RPC_OK
         except TimeoutError as exc:
             if scope.expired():
-                return _error_body("HandlerTimeout", f"the handler ran longer than {timeout} s")
-            return _error_body(type(exc).__name__, str(exc))
+                return _failed("HandlerTimeout", f"the handler ran longer than {timeout} s")
+            return _failed(type(exc).__name__, str(exc))
         except Exception as exc:  # every handler error goes back to the caller
             log.info("rpc handler raised", rpc=definition.name, error=repr(exc))
-            return _error_body(type(exc).__name__, str(exc) or type(exc).__name__)
+            return _failed(type(exc).__name__, str(exc) or type(exc).__name__)
 
 
 def _context(definition: TaskDefinition, delivery: Delivery) -> TaskContext:
@@ -161,7 +193,9 @@ def _context(definition: TaskDefinition, delivery: Delivery) -> TaskContext:
     )
 
 
-def _error_body(kind: str, message: str) -> tuple[bytes, str]:
+def _failed(kind: str, message: str) -> tuple[bytes, str]:
+    """The error reply of a request, marking the request's span failed (if tracing)."""
+    tracing.record_failure(kind, message)
     return orjson.dumps({"type": kind, "message": message[:4000]}), RPC_ERROR
 
 

@@ -185,6 +185,7 @@ class Worker:
             pool=self._pool,
             default_timeout=app.settings.task_timeout,
             max_message_bytes=app.settings.max_message_bytes,
+            metrics=self.metrics,
         )
         self._executor = executor = Executor(
             registry=app.registry,

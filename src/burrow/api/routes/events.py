@@ -3,6 +3,8 @@
 Answers 202 with the event id once the broker confirmed the publish; 404 when no exchange of
 that name is declared (by this app's subscribers or on the broker); 422 for a bad body; 503
 when the broker is down. An event nobody is bound for is still 202 (not ``mandatory``).
+Counted in ``burrow_events_published_total{exchange}``; traced (when tracing) as a server
+span, parent of the event's publish span.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 from starlette.responses import Response
 
+from burrow import tracing
 from burrow.api.deps import ApiState, State, Write, ensure_available
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.errors import UnknownExchange
 
 PREFIX = "/api/v1"
+#: The route template (the name of its server span).
+ROUTE = f"{PREFIX}/events/{{exchange}}"
 
 router = APIRouter(prefix=PREFIX, tags=["events"])
 
@@ -61,18 +67,32 @@ class Published(BaseModel):
     summary="Publish an event to a declared exchange",
 )
 async def publish_event(
-    exchange: ExchangeName, body: PublishRequest, state: ApiState = State, _who: str = Write
+    exchange: ExchangeName,
+    body: PublishRequest,
+    request: Request,
+    state: ApiState = State,
+    _who: str = Write,
 ) -> Response:
-    await ensure_available(state)
-    try:
-        event_id = await state.burrow.publish(
-            exchange,
-            body.routing_key,
-            body.payload,
-            headers=dict(body.headers),
-            message_id=body.message_id,
-        )
-    except UnknownExchange as exc:
-        raise ApiError(404, "unknown_exchange", str(exc), {"exchange": exchange}) from None
-    data = Published(id=event_id, exchange=exchange, routing_key=body.routing_key)
-    return ok(data.model_dump(), status=202, message="published")
+    # The request's span (if tracing) continues the HTTP traceparent, else the one in the
+    # body's headers, and is the parent of the publish span.
+    headers = dict(body.headers)
+    incoming = request.headers.get("traceparent") or headers.get("traceparent")
+    with tracing.server_span("POST", ROUTE, str(incoming) if incoming else None) as span:
+        await ensure_available(state)
+        if span is not None:
+            headers.pop("traceparent", None)
+        try:
+            event_id = await state.burrow.publish(
+                exchange,
+                body.routing_key,
+                body.payload,
+                headers=headers,
+                message_id=body.message_id,
+            )
+        except UnknownExchange as exc:
+            tracing.set_http_status(span, 404)
+            raise ApiError(404, "unknown_exchange", str(exc), {"exchange": exchange}) from None
+        state.metrics.count_event(exchange)
+        data = Published(id=event_id, exchange=exchange, routing_key=body.routing_key)
+        tracing.set_http_status(span, 202)
+        return ok(data.model_dump(), status=202, message="published")

@@ -4,6 +4,8 @@
 timeout; 502 (``rpc_error``, details ``{"type", "message"}``) when the handler raised or
 refused the payload; 404 (``unknown_rpc``) when no server ever declared the queue; 503
 when the broker is down; 422 when this app knows the handler and the payload does not validate.
+Counted in ``burrow_rpc_calls_total{name,outcome}`` (replied, error, timeout; not unknown
+names); traced (when tracing) as a server span, parent of the call's client span.
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
 from starlette.responses import Response
 
+from burrow import tracing
 from burrow.api.deps import ApiState, State, Write, ensure_available
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.errors import RpcError, RpcTimeout, Unroutable
 from burrow.messaging import CALL_TIMEOUT
 
 PREFIX = "/api/v1"
+#: The route template (the name of its server span).
+ROUTE = f"{PREFIX}/rpc/{{name}}"
 #: Longest timeout a caller may ask for.
 MAX_TIMEOUT = 300.0
 
@@ -58,16 +64,29 @@ class CallRequest(BaseModel):
     summary="Call an RPC handler and wait for its reply",
 )
 async def call_rpc(
-    name: RpcName, body: CallRequest, state: ApiState = State, _who: str = Write
+    name: RpcName,
+    body: CallRequest,
+    request: Request,
+    state: ApiState = State,
+    _who: str = Write,
 ) -> Response:
-    await ensure_available(state)
-    try:
-        reply = await state.burrow.call(name, body.payload, timeout=body.timeout)
-    except RpcTimeout as exc:
-        raise ApiError(504, "rpc_timeout", str(exc), {"timeout": body.timeout}) from None
-    except RpcError as exc:
-        details = {"type": exc.type, "message": exc.message}
-        raise ApiError(502, "rpc_error", str(exc), details) from None
-    except Unroutable as exc:  # no queue: no handler of that name was ever deployed
-        raise ApiError(404, "unknown_rpc", str(exc), {"rpc": name}) from None
-    return ok(reply)
+    # The request's span (if tracing) is the parent of the call's client span.
+    with tracing.server_span("POST", ROUTE, request.headers.get("traceparent")) as span:
+        await ensure_available(state)
+        try:
+            reply = await state.burrow.call(name, body.payload, timeout=body.timeout)
+        except RpcTimeout as exc:
+            state.metrics.count_rpc(name, "timeout")
+            tracing.set_http_status(span, 504)
+            raise ApiError(504, "rpc_timeout", str(exc), {"timeout": body.timeout}) from None
+        except RpcError as exc:
+            state.metrics.count_rpc(name, "error")
+            tracing.set_http_status(span, 502)
+            details = {"type": exc.type, "message": exc.message}
+            raise ApiError(502, "rpc_error", str(exc), details) from None
+        except Unroutable as exc:  # no queue: no handler of that name was ever deployed
+            tracing.set_http_status(span, 404)
+            raise ApiError(404, "unknown_rpc", str(exc), {"rpc": name}) from None
+        state.metrics.count_rpc(name, "replied")
+        tracing.set_http_status(span, 200)
+        return ok(reply)

@@ -452,11 +452,15 @@ def _submit_handler(definition: TaskDefinition | None, model: type[BaseModel]) -
 def _batch_handler(definition: TaskDefinition | None, model: type[BaseModel]) -> Handler:
     """The handler of a per-task batch route (``definition``), or of the generic one."""
     adapter: TypeAdapter[Any] = TypeAdapter(model)
+    route = f"{PREFIX}/tasks/{definition.name if definition else '{name}'}/batch"
 
     async def handle(request: Request) -> Response:
-        state, target, body = await _read_submit(request, definition, adapter)
-        payloads = [item.payload for item in body.items]
-        return await submit_batch(state, target, payloads, validated=definition is not None)
+        with tracing.server_span("POST", route, request.headers.get("traceparent")) as span:
+            state, target, body = await _read_submit(request, definition, adapter)
+            payloads = [item.payload for item in body.items]
+            response = await submit_batch(state, target, payloads, validated=definition is not None)
+            tracing.set_http_status(span, response.status_code)
+            return response
 
     return handle
 
