@@ -33,6 +33,14 @@ def register(app: Burrow) -> Burrow:
             raise Retry(delay=0.1, reason="first run asks for another")
         return "second time lucky"
 
+    @app.rpc("metered_square")
+    async def metered_square(p: Nap) -> int:
+        return p.ms * p.ms
+
+    @app.rpc("metered_fail")
+    async def metered_fail(p: Nap) -> None:
+        raise ValueError("always fails")
+
     return app
 
 

@@ -12,12 +12,14 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from burrow import Burrow
+from burrow import Burrow, Exchange, Unroutable
+from burrow.api import create_app
 from burrow.errors import BurrowError
 from tests.conftest import eventually
 from tests.integration.metrics_app import QUEUE, register
@@ -110,12 +112,12 @@ async def scrape(client: httpx.AsyncClient, url: str) -> Samples:
     }
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
+def value(samples: Samples, name: str, /, **labels: str) -> float:
     """The sample ``name{labels}`` (0 when absent)."""
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def total(samples: Samples, name: str, **labels: str) -> float:
+def total(samples: Samples, name: str, /, **labels: str) -> float:
     """The sum of the samples of ``name`` whose labels include ``labels``."""
     want = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
@@ -240,3 +242,58 @@ async def test_worker_processes_share_one_endpoint(procs: Procs, producer: Burro
         s = await eventually(summed, timeout=30, what="summed counts", pool=procs)
     assert value(s, "burrow_tasks_started_total", task="nap", queue=QUEUE) == 24
     assert value(s, "burrow_task_duration_seconds_count", task="nap", queue=QUEUE) == 24
+
+
+async def test_worker_counts_rpc_requests_and_the_api_counts_calls_and_events(
+    procs: Procs, producer: Burrow
+) -> None:
+    """Four RPC calls reach a worker (three replied, one raising), two of them through the
+    API, and one event is published through the API: the worker's RPC series and the
+    API's call and event counters say exactly that."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    procs.start("worker", APP, "--concurrency", "2", "--metrics-port", str(port))
+    events = Exchange("metered_events", "fanout")
+
+    @producer.subscriber(events, queue="metered-audit")  # declares the exchange for the API
+    async def metered_audit(p: dict[str, Any]) -> None:
+        return None
+
+    async def served() -> bool:
+        try:
+            return await producer.call("metered_square", {"ms": 3}, timeout=10) == 9
+        except Unroutable:  # the worker has not declared its request queue yet
+            return False
+
+    await eventually(served, timeout=60, what="the worker serving RPC", pool=procs)
+    assert await producer.call("metered_square", {"ms": 4}, timeout=10) == 16
+    api = create_app(producer)
+    async with api.router.lifespan_context(api):
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ok = await client.post("/api/v1/rpc/metered_square", json={"payload": {"ms": 5}})
+            assert ok.status_code == 200, ok.text
+            assert ok.json()["data"] == 25
+            failed = await client.post("/api/v1/rpc/metered_fail", json={"payload": {"ms": 1}})
+            assert failed.status_code == 502, failed.text
+            published = await client.post(
+                "/api/v1/events/metered_events", json={"payload": {"n": 1}}
+            )
+            assert published.status_code == 202, published.text
+            a = await scrape(client, "http://test/metrics")
+    assert value(a, "burrow_rpc_calls_total", name="metered_square", outcome="replied") == 1
+    assert value(a, "burrow_rpc_calls_total", name="metered_fail", outcome="error") == 1
+    assert value(a, "burrow_events_published_total", exchange="metered_events") == 1
+
+    async with httpx.AsyncClient() as client:
+
+        async def counted() -> Samples | None:
+            s = await scrape(client, url)
+            return s if total(s, "burrow_rpc_requests_total") == 4 else None
+
+        w = await eventually(counted, timeout=30, what="the worker's RPC counts", pool=procs)
+    assert value(w, "burrow_rpc_requests_total", name="metered_square", outcome="replied") == 3
+    assert value(w, "burrow_rpc_requests_total", name="metered_fail", outcome="error") == 1
+    assert value(w, "burrow_rpc_duration_seconds_count", name="metered_square") == 3
+    assert value(w, "burrow_rpc_duration_seconds_count", name="metered_fail") == 1
+    assert value(w, "burrow_rpc_duration_seconds_bucket", name="metered_square", le="+Inf") == 3
