@@ -95,7 +95,7 @@ def main() -> None:
         )
         proc.wait()
     except KeyboardInterrupt:
-        pass
+        console.print("stopping ...")  # the terminal sent SIGINT to `burrow up` as well
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
