@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI
@@ -151,6 +152,18 @@ def create_app(burrow: Burrow) -> FastAPI:
     return api
 
 
+#: uvicorn settings shared by every way of serving the API (``serve``, ``burrow api``,
+#: ``burrow up``).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "proxy_headers": False,  # a client is its socket's address, not a header's claim
+    "server_header": False,
+    "timeout_keep_alive": 5,
+    # Event streams end on the exit signal (routes/stream.py); this bounds the other
+    # requests in flight when the server stops.
+    "timeout_graceful_shutdown": 5,
+}
+
+
 def serve(
     app: Burrow,
     host: str = "127.0.0.1",
@@ -168,12 +181,4 @@ def serve(
     import uvicorn
 
     check_bind(app.settings, host, insecure)
-    uvicorn.run(
-        create_app(app),
-        host=host,
-        port=port,
-        log_level=log_level,
-        proxy_headers=False,
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=5,  # streams end on the exit signal; a bound anyway
-    )
+    uvicorn.run(create_app(app), host=host, port=port, log_level=log_level, **UVICORN_OPTIONS)

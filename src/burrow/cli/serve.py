@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 APP_VARIABLE = "BURROW_APP"
-SHUTDOWN_GRACE = 5  # seconds uvicorn waits for requests in flight when stopping
 console = Console(stderr=True)
 
 AppArg = Annotated[str, typer.Argument(help="The app, as module:attribute.")]
@@ -119,6 +118,8 @@ def api(
 
 
 def _run_uvicorn(uvicorn: Any, host: str, port: int, workers: int, access_log: bool) -> None:
+    from burrow.api.app import UVICORN_OPTIONS
+
     uvicorn.run(
         "burrow.cli.serve:asgi_app",
         factory=True,
@@ -126,11 +127,7 @@ def _run_uvicorn(uvicorn: Any, host: str, port: int, workers: int, access_log: b
         port=port,
         workers=workers,
         access_log=access_log,
-        proxy_headers=False,
-        server_header=False,
-        # Open dashboard streams never end by themselves: at shutdown, give requests in
-        # flight this long, then cancel what is left (else Ctrl-C waits for the browser).
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        **UVICORN_OPTIONS,
     )
 
 

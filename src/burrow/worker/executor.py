@@ -203,8 +203,8 @@ class Executor:
             await self._handle(delivery, queue, route)
         except (StateError, BrokerError) as exc:
             if delivery.settled:
-                # It failed after its ack (e.g. an on_dead hook's claim): the outcome is
-                # recorded; there is nothing to give back.
+                # It failed after its ack: the outcome is recorded and the broker has
+                # forgotten the message; there is nothing to give back.
                 log.warning("error after the delivery was settled", queue=queue, error=str(exc))
                 return
             # Redis or the broker failed mid-way: nothing was acked, so the message comes
