@@ -292,6 +292,18 @@ def _outgoing(
         yield span
 
 
+def _messaging(destination: str, operation: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The messaging attributes of a span about ``destination`` (a queue or exchange)."""
+    attributes: dict[str, Any] = {
+        "messaging.system": "rabbitmq",
+        "messaging.destination.name": destination,
+    }
+    if operation is not None:
+        attributes["messaging.operation.type"] = operation
+    attributes.update(extra)
+    return attributes
+
+
 def publish_span(headers: MutableMapping[str, Any], *, name: str, queue: str, task_id: str) -> Any:
     """The PRODUCER span of publishing a task message, child of the ``traceparent`` in
     ``headers`` (or of the active span); that header is replaced by the span's own, so
@@ -299,13 +311,9 @@ def publish_span(headers: MutableMapping[str, Any], *, name: str, queue: str, ta
     t = tracer()
     if t is None:
         return _NULL
-    attributes = {
-        "messaging.system": "rabbitmq",
-        "messaging.operation.type": "send",
-        "messaging.destination.name": queue,
-        "messaging.message.id": task_id,
-        "burrow.task.name": name,
-    }
+    attributes = _messaging(
+        queue, "send", **{"messaging.message.id": task_id, "burrow.task.name": name}
+    )
     return _outgoing(t, headers, f"publish {name}", "PRODUCER", attributes)
 
 
@@ -316,13 +324,9 @@ def batch_span(*, name: str, queue: str, count: int) -> Any:
     t = tracer()
     if t is None:
         return _NULL
-    attributes = {
-        "messaging.system": "rabbitmq",
-        "messaging.operation.type": "send",
-        "messaging.destination.name": queue,
-        "messaging.batch.message_count": count,
-        "burrow.task.name": name,
-    }
+    attributes = _messaging(
+        queue, "send", **{"messaging.batch.message_count": count, "burrow.task.name": name}
+    )
     return _span(t, f"publish {name}", "PRODUCER", None, attributes)
 
 
@@ -334,13 +338,14 @@ def event_span(
     t = tracer()
     if t is None:
         return _NULL
-    attributes = {
-        "messaging.system": "rabbitmq",
-        "messaging.operation.type": "send",
-        "messaging.destination.name": exchange,
-        "messaging.rabbitmq.destination.routing_key": routing_key,
-        "messaging.message.id": event_id,
-    }
+    attributes = _messaging(
+        exchange,
+        "send",
+        **{
+            "messaging.rabbitmq.destination.routing_key": routing_key,
+            "messaging.message.id": event_id,
+        },
+    )
     return _outgoing(t, headers, f"publish {exchange}", "PRODUCER", attributes)
 
 
@@ -351,12 +356,7 @@ def rpc_client_span(headers: MutableMapping[str, Any], *, name: str, queue: str)
     t = tracer()
     if t is None:
         return _NULL
-    attributes = {
-        "rpc.system": "burrow",
-        "rpc.method": name,
-        "messaging.system": "rabbitmq",
-        "messaging.destination.name": queue,
-    }
+    attributes = _messaging(queue, **{"rpc.system": "burrow", "rpc.method": name})
     return _outgoing(t, headers, f"call {name}", "CLIENT", attributes)
 
 
@@ -366,12 +366,7 @@ def rpc_server_span(traceparent: str | None, *, name: str, queue: str) -> Any:
     t = tracer()
     if t is None:
         return _NULL
-    attributes = {
-        "rpc.system": "burrow",
-        "rpc.method": name,
-        "messaging.system": "rabbitmq",
-        "messaging.destination.name": queue,
-    }
+    attributes = _messaging(queue, **{"rpc.system": "burrow", "rpc.method": name})
     return _span(t, f"rpc {name}", "SERVER", traceparent, attributes)
 
 
@@ -396,14 +391,15 @@ def run_span(traceparent: str | None, *, name: str, queue: str, task_id: str, at
     t = tracer()
     if t is None:
         return _NULL
-    attributes = {
-        "messaging.system": "rabbitmq",
-        "messaging.operation.type": "process",
-        "messaging.destination.name": queue,
-        "messaging.message.id": task_id,
-        "burrow.task.name": name,
-        "burrow.task.attempt": attempt,
-    }
+    attributes = _messaging(
+        queue,
+        "process",
+        **{
+            "messaging.message.id": task_id,
+            "burrow.task.name": name,
+            "burrow.task.attempt": attempt,
+        },
+    )
     return _span(t, f"run {name}", "CONSUMER", traceparent, attributes)
 
 
