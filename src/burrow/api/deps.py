@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from burrow.api.envelope import ApiError
@@ -17,6 +18,7 @@ from burrow.api.metrics import ApiMetrics
 from burrow.api.security import ApiKey, Scope, find_key
 from burrow.app import Burrow
 from burrow.errors import BrokerUnavailable, StateUnavailable
+from burrow.tasks.definition import NAME_RE
 
 
 @dataclass(slots=True)
@@ -147,3 +149,9 @@ State = Depends(_state)
 Read = Depends(authorize(Scope.READ))
 Write = Depends(authorize(Scope.WRITE))
 Admin = Depends(authorize(Scope.ADMIN))
+
+
+def name_path(description: str) -> Any:
+    """A path parameter that is a name (of an exchange, an RPC handler): the grammar
+    ``check_name`` enforces when the name is registered (``NAME_RE``)."""
+    return Path(min_length=1, max_length=200, pattern=NAME_RE.pattern, description=description)

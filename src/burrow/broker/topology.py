@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from burrow.config import QUEUE_TYPES, QueueType
 from burrow.errors import ConfigurationError
+from burrow.tasks.definition import NAME_RE
 from burrow.tasks.envelope import HDR_TIER
 
 #: Smallest delay tier; delays shorter than this are not worth a round trip.
@@ -67,7 +68,6 @@ _INEQUIVALENT = re.compile(
 
 ExchangeType = Literal["direct", "fanout", "topic", "headers"]
 EXCHANGE_TYPES: tuple[str, ...] = ("direct", "fanout", "topic", "headers")
-_EXCHANGE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,199}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class Exchange:
             raise ConfigurationError(
                 f"exchange type must be one of {', '.join(EXCHANGE_TYPES)}, not {self.type!r}"
             )
-        if not _EXCHANGE_NAME.match(self.name) or self.name.startswith("amq."):
+        if not NAME_RE.match(self.name) or self.name.startswith("amq."):
             raise ConfigurationError(
                 f"exchange name {self.name!r} must be 1-200 characters of letters, digits "
                 "and _ . : - (and not start with amq.)"

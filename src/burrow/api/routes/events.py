@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow import tracing
-from burrow.api.deps import ApiState, State, Write, ensure_available
+from burrow.api.deps import ApiState, State, Write, ensure_available, name_path
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.errors import UnknownExchange
 
@@ -27,15 +27,7 @@ ROUTE = f"{PREFIX}/events/{{exchange}}"
 
 router = APIRouter(prefix=PREFIX, tags=["events"])
 
-ExchangeName = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=200,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$",
-        description="The exchange name without the namespace prefix.",
-    ),
-]
+ExchangeName = Annotated[str, name_path("The exchange name without the namespace prefix.")]
 
 
 class PublishRequest(BaseModel):

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow import tracing
-from burrow.api.deps import ApiState, State, Write, ensure_available
+from burrow.api.deps import ApiState, State, Write, ensure_available, name_path
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.errors import RpcError, RpcTimeout, Unroutable
 from burrow.messaging import CALL_TIMEOUT
@@ -31,15 +31,7 @@ MAX_TIMEOUT = 300.0
 
 router = APIRouter(prefix=PREFIX, tags=["rpc"])
 
-RpcName = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=200,
-        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$",
-        description="The RPC handler's name.",
-    ),
-]
+RpcName = Annotated[str, name_path("The RPC handler's name.")]
 
 
 class CallRequest(BaseModel):
