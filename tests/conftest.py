@@ -4,7 +4,6 @@ in-process workers. RabbitMQ and Redis must answer: a missing server fails the r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 import uuid
@@ -12,11 +11,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from burrow import Burrow, Settings
 from burrow.broker.topology import TIERS_MS
-from burrow.worker.runtime import Worker
+from burrow.testing import running_worker as running_worker  # the tests' in-process worker
 
 AMQP = ("127.0.0.1", 5672)
 REDIS = ("127.0.0.1", 6379)
@@ -87,15 +85,10 @@ async def cleanup(
         for tier in TIERS_MS:
             await app.broker.delete_queue(app.names.delay_queue(tier))
         await app.broker.delete_exchange(app.names.delay_exchange)
+        await app.state.open()
+        await app.state.purge_namespace()
     finally:
         await app.close()
-    client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await client.delete(*keys[i : i + 500])
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture
@@ -119,26 +112,6 @@ async def make_app(namespace: str) -> AsyncIterator[Callable[..., Burrow]]:
     for app in apps:
         await app.close()
     await cleanup(namespace, sorted(queues), rpc=sorted(rpc), exchanges=sorted(exchanges))
-
-
-@contextlib.asynccontextmanager
-async def running_worker(app: Burrow, **kwargs: Any) -> AsyncIterator[Worker]:
-    """Run a worker for ``app`` in this event loop for the duration of the block."""
-    stop = asyncio.Event()
-    worker = Worker(app, **kwargs)
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        # Wait until all its consumers are attached and bound (or it crashed).
-        for _ in range(200):
-            if task.done() or worker.ready.is_set():
-                break
-            await asyncio.sleep(0.05)
-        if task.done():
-            task.result()
-        yield worker
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
 
 
 async def eventually(
