@@ -257,13 +257,3 @@ def parse_queue_types(value: str) -> dict[str, QueueType]:
             raise ValueError(f"BURROW_QUEUE_TYPES: queue {queue!r} is listed twice")
         found[queue] = kind
     return found
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and CLI output)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    userinfo, _, host = rest.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"

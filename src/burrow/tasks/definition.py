@@ -107,10 +107,6 @@ class TaskDefinition:
         """The positional arguments for one call of the handler."""
         return tuple(payload if a == "payload" else ctx for a in self.args)
 
-    def payload_schema(self) -> dict[str, Any]:
-        """JSON Schema of the payload (for OpenAPI and docs)."""
-        return self.adapter.json_schema()
-
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     return [

@@ -92,12 +92,3 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, tz=UTC).isoformat()
-
-
-def parse_json_field(raw: Any) -> Any:
-    """Decode a JSON text stored in a record field; ``None`` stays ``None``."""
-    import orjson
-
-    if raw is None or raw == "":
-        return None
-    return orjson.loads(raw)

@@ -59,9 +59,6 @@ class WebhookNotifier:
         """The callback URL of a task message: its own, else the app-wide default."""
         return callback_header(headers) or self._default_url
 
-    def default_url(self) -> str | None:
-        return self._default_url
-
     async def notify(self, task_id: str, url: str, *, traceparent: str | None = None) -> bool:
         """Enqueue the webhook of ``task_id``'s terminal state to ``url`` unless it was
         enqueued already; True when enqueued now. ``traceparent`` (the run's) travels in

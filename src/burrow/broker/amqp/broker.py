@@ -518,9 +518,4 @@ def _result(task: asyncio.Future[Any], queue: str, what: str) -> BaseException |
     return None if exc is None else amqp_error(exc, queue=queue, what=what)
 
 
-def message_timestamp(ts: float) -> datetime:
-    """A Unix time as the AMQP ``timestamp`` property."""
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
 __all__ = ["AmqpBroker", "Consumer", "Delivery", "OutgoingMessage", "QueueStats"]
