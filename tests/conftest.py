@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from burrow import Burrow, Settings
-from burrow.broker.topology import TIERS_MS
+from burrow.testing import purge
 from burrow.testing import running_worker as running_worker  # the tests' in-process worker
 
 AMQP = ("127.0.0.1", 5672)
@@ -72,23 +72,12 @@ async def cleanup(
     """Delete everything a test's namespace declared in RabbitMQ and Redis: the work and
     dead-letter queues of ``queues``, the request queues of ``rpc`` handlers, the event
     ``exchanges`` (unprefixed names), the delay tiers."""
-    app = Burrow(settings=Settings(namespace=namespace))
-    try:
-        await app.broker.connect(timeout=10)
-        for q in queues:
-            await app.broker.delete_queue(app.names.queue(q))
-            await app.broker.delete_queue(app.names.dlq(q))
-        for name in rpc:
-            await app.broker.delete_queue(app.names.rpc_queue(name))
-        for exchange in exchanges:
-            await app.broker.delete_exchange(app.names.exchange(exchange))
-        for tier in TIERS_MS:
-            await app.broker.delete_queue(app.names.delay_queue(tier))
-        await app.broker.delete_exchange(app.names.delay_exchange)
-        await app.state.open()
-        await app.state.purge_namespace()
-    finally:
-        await app.close()
+    await purge(
+        Burrow(settings=Settings(namespace=namespace)),
+        queues=queues,
+        rpc=rpc,
+        exchanges=exchanges,
+    )
 
 
 @pytest.fixture

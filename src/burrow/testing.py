@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from structlog.testing import capture_logs
@@ -105,26 +105,40 @@ async def running_worker(
         await asyncio.wait_for(task, timeout=stop_timeout)
 
 
-async def purge(app: Burrow) -> None:
+async def purge(
+    app: Burrow,
+    *,
+    queues: Iterable[str] = (),
+    rpc: Iterable[str] = (),
+    exchanges: Iterable[str] = (),
+) -> None:
     """Delete what ``app``'s namespace holds: the queues of its tasks (with their
     priority lanes and dead-letter queues), subscribers and RPC handlers, its event
     exchanges, the delay tiers and webhook queue, and every Redis key of the namespace.
-    Then close the app. Meant for the end of a test; it cannot be undone."""
+    Then close the app. Meant for the end of a test; it cannot be undone.
+
+    ``queues`` (with their dead-letter queues), ``rpc`` and ``exchanges`` name more of
+    them (unprefixed) that ``app`` does not register, e.g. those of another process.
+    """
     names = app.names
-    queues: set[str] = set()
+    found: set[str] = set()
     for queue in {*app.registry.queues(), *(s.queue for s in app.handlers.subscribers())}:
-        queues |= {names.lane(queue, lane) for lane in app.lanes(queue)}
-        queues.add(names.dlq(queue))
-    queues |= {names.rpc_queue(d.name) for d in app.handlers.rpc_handlers()}
-    queues |= {names.delay_queue(tier) for tier in TIERS_MS}
-    queues |= {names.queue(WEBHOOK_QUEUE), names.dlq(WEBHOOK_QUEUE)}
-    exchanges = {names.exchange(e) for e in app.handlers.exchanges()}
-    exchanges.add(names.delay_exchange)
+        found |= {names.lane(queue, lane) for lane in app.lanes(queue)}
+        found.add(names.dlq(queue))
+    for queue in queues:
+        found |= {names.queue(queue), names.dlq(queue)}
+    found |= {
+        names.rpc_queue(name) for name in (*rpc, *(d.name for d in app.handlers.rpc_handlers()))
+    }
+    found |= {names.delay_queue(tier) for tier in TIERS_MS}
+    found |= {names.queue(WEBHOOK_QUEUE), names.dlq(WEBHOOK_QUEUE)}
+    gone = {names.exchange(e) for e in (*exchanges, *app.handlers.exchanges())}
+    gone.add(names.delay_exchange)
     try:
         await app.connect(timeout=10)
-        for queue in sorted(queues):
+        for queue in sorted(found):
             await app.broker.delete_queue(queue)
-        for exchange in sorted(exchanges):
+        for exchange in sorted(gone):
             await app.broker.delete_exchange(exchange)
         await app.state.purge_namespace()
     finally:
