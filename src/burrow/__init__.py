@@ -9,6 +9,7 @@ Layout (dependencies point inward; tests/unit/test_layers.py enforces it):
     edges     cli/                                                 (-> app)
 """
 
+import burrow._lean_imports  # noqa: F401  # first: imports redis lean (see the module)
 from burrow.app import Burrow, DeadLetter, TaskHandle, TaskPage
 from burrow.broker.topology import Exchange, Names
 from burrow.config import Settings
