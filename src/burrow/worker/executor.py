@@ -18,6 +18,8 @@ never loses it); a retry copy is published before the original is acked.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import secrets
 import time
 import traceback
@@ -43,6 +45,7 @@ from burrow.tasks.record import TaskError, TaskEvent
 from burrow.tasks.registry import TaskRegistry
 from burrow.tasks.status import TaskStatus
 from burrow.worker._calls import call_handler
+from burrow.worker._deadlines import Deadlines
 from burrow.worker._inflight import InFlight
 from burrow.worker.outcomes import Reject, Retry
 from burrow.worker.publishing import Republisher
@@ -138,6 +141,7 @@ class Executor:
         #: task id -> lease token of an attempt cancelled on request (Burrow.cancel).
         self._cancelled: dict[str, str] = {}
         self._work = InFlight()
+        self._deadlines = Deadlines()  # the attempts' timeouts
         self.closing = False
         self._failures = 0  # consecutive deliveries that hit a Redis or broker failure
         #: Deliveries sleeping for a near rate-limit slot now, and how many may.
@@ -265,7 +269,7 @@ class Executor:
             delivery, queue, env, definition.name, definition.rate_limit.spacing
         ):
             return
-        token = secrets.token_hex(8)
+        token = _lease_token()
         start = await self._state.start(
             task_id=env.task_id,
             token=token,
@@ -481,9 +485,9 @@ class Executor:
                 headers=dict(headers),
             )
         timeout = definition.timeout or self._default_timeout
-        scope = asyncio.timeout(timeout)
+        scope = self._deadlines.scope(timeout)
         try:
-            async with scope:
+            with scope:
                 value = await self._call(definition, payload, ctx)
             return _Outcome(TaskStatus.SUCCEEDED, result=pydantic_core.to_json(value))
         except Retry as exc:
@@ -610,6 +614,27 @@ class Executor:
             self._metrics.series(definition.name, definition.queue).succeeded.inc()
         else:
             self._metrics.fenced.inc()
+
+
+class _LeaseTokens:
+    """Lease tokens: a random prefix per process and a counter. They fence attempts of a task
+    against each other (unique across processes and hosts), nothing secret; one
+    ``secrets.token_hex`` call per attempt cost a syscall on the hot path. A forked child
+    draws its own prefix."""
+
+    prefix = secrets.token_hex(8)
+    counter = itertools.count()
+
+    @classmethod
+    def reseed(cls) -> None:
+        cls.prefix, cls.counter = secrets.token_hex(8), itertools.count()
+
+
+os.register_at_fork(after_in_child=_LeaseTokens.reseed)
+
+
+def _lease_token() -> str:
+    return f"{_LeaseTokens.prefix}{next(_LeaseTokens.counter):x}"
 
 
 def _holds_slot(delivery: Delivery) -> bool:
