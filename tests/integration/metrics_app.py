@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from burrow import Burrow, Reject, Retry, TaskContext
+from burrow import Burrow, Exchange, Reject, Retry, TaskContext
 
 QUEUE = "metered"
+EVENTS = Exchange("metered_events", "fanout")
 
 
 class Nap(BaseModel):
@@ -32,6 +33,10 @@ def register(app: Burrow) -> Burrow:
         if ctx.attempt == 1:
             raise Retry(delay=0.1, reason="first run asks for another")
         return "second time lucky"
+
+    @app.subscriber(EVENTS, queue="metered-audit")
+    async def metered_audit(p: dict[str, Any]) -> None:
+        return None
 
     @app.rpc("metered_square")
     async def metered_square(p: Nap) -> int:

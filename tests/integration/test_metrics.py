@@ -12,13 +12,12 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from burrow import Burrow, Exchange, Unroutable
+from burrow import Burrow, Unroutable
 from burrow.api import create_app
 from burrow.errors import BurrowError
 from tests.conftest import eventually
@@ -249,16 +248,12 @@ async def test_worker_counts_rpc_requests_and_the_api_counts_calls_and_events(
     procs: Procs, producer: Burrow
 ) -> None:
     """Four RPC calls reach a worker (three replied, one raising), two of them through the
-    API, and one event is published through the API: the worker's RPC series and the
-    API's call and event counters say exactly that."""
+    API, and one event is published through the API to a subscriber the worker runs: the
+    worker's RPC and subscriber series and the API's call and event counters say exactly
+    that (a subscriber's runs are counted like a task's, under its name)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     procs.start("worker", APP, "--concurrency", "2", "--metrics-port", str(port))
-    events = Exchange("metered_events", "fanout")
-
-    @producer.subscriber(events, queue="metered-audit")  # declares the exchange for the API
-    async def metered_audit(p: dict[str, Any]) -> None:
-        return None
 
     async def served() -> bool:
         try:
@@ -290,9 +285,15 @@ async def test_worker_counts_rpc_requests_and_the_api_counts_calls_and_events(
 
         async def counted() -> Samples | None:
             s = await scrape(client, url)
-            return s if total(s, "burrow_rpc_requests_total") == 4 else None
+            rpc_done = total(s, "burrow_rpc_requests_total") == 4
+            event_done = total(s, "burrow_tasks_completed_total", task="metered_audit") == 1
+            return s if rpc_done and event_done else None
 
-        w = await eventually(counted, timeout=30, what="the worker's RPC counts", pool=procs)
+        w = await eventually(counted, timeout=30, what="the worker's counts", pool=procs)
+    sub = {"task": "metered_audit"}
+    assert total(w, "burrow_tasks_started_total", **sub) == 1
+    assert total(w, "burrow_tasks_completed_total", status="succeeded", **sub) == 1
+    assert total(w, "burrow_task_duration_seconds_count", **sub) == 1
     assert value(w, "burrow_rpc_requests_total", name="metered_square", outcome="replied") == 3
     assert value(w, "burrow_rpc_requests_total", name="metered_fail", outcome="error") == 1
     assert value(w, "burrow_rpc_duration_seconds_count", name="metered_square") == 3
