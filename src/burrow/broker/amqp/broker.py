@@ -40,6 +40,8 @@ from burrow.errors import BrokerUnavailable
 from burrow.tasks.envelope import JSON
 
 PERSISTENT = 2
+#: Declare-and-bind attempts of a consumer whose auto-delete exchange vanished mid-way.
+BIND_RACE_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,27 +340,21 @@ class AmqpBroker:
         """
         conn = self._require()
         with map_amqp_errors(queue=spec.name, what=f"consume {spec.name}"):
-            channel = await conn.channel(publisher_confirms=False)
-            await channel.set_qos(prefetch_count=prefetch)
-            if bind_to is not None:
-                await channel.declare_exchange(
-                    bind_to.name,
-                    bind_to.type,
-                    durable=bind_to.durable,
-                    auto_delete=bind_to.auto_delete,
-                )
-            queue = await channel.declare_queue(
-                spec.name,
-                durable=spec.durable,
-                exclusive=spec.exclusive,
-                auto_delete=spec.auto_delete,
-                arguments=spec.arguments,
-            )
-            if bind_to is not None:
-                for b in bindings or (BindingSpec(spec.name, bind_to.name),):
-                    await queue.bind(bind_to.name, b.routing_key, arguments=b.arguments or None)
-
-            consumer = Consumer(channel, queue.name, handler)
+            for tries_left in reversed(range(BIND_RACE_TRIES)):
+                channel = await conn.channel(publisher_confirms=False)
+                await channel.set_qos(prefetch_count=prefetch)
+                try:
+                    name = await _declare_and_bind(channel, spec, bind_to, bindings)
+                    break
+                except aiormq.exceptions.ChannelNotFoundEntity:
+                    # An auto-delete exchange (the workers' control exchange) goes when its
+                    # last queue does: another worker stopped between our declare and our
+                    # bind. The broker closed this channel; declare again on a new one.
+                    with contextlib.suppress(Exception):
+                        await channel.close()
+                    if bind_to is None or not bind_to.auto_delete or not tries_left:
+                        raise
+            consumer = Consumer(channel, name, handler)
             await consumer.start()
         return consumer
 
@@ -516,6 +512,30 @@ def _result(task: asyncio.Future[Any], queue: str, what: str) -> BaseException |
         return BrokerUnavailable(f"{what}: cancelled (the connection is closing)", queue=queue)
     exc = task.exception()
     return None if exc is None else amqp_error(exc, queue=queue, what=what)
+
+
+async def _declare_and_bind(
+    channel: AbstractRobustChannel,
+    spec: QueueSpec,
+    bind_to: ExchangeSpec | None,
+    bindings: Sequence[BindingSpec],
+) -> str:
+    """Declare ``bind_to`` (if any), then the queue, then its bindings; the queue's name."""
+    if bind_to is not None:
+        await channel.declare_exchange(
+            bind_to.name, bind_to.type, durable=bind_to.durable, auto_delete=bind_to.auto_delete
+        )
+    queue = await channel.declare_queue(
+        spec.name,
+        durable=spec.durable,
+        exclusive=spec.exclusive,
+        auto_delete=spec.auto_delete,
+        arguments=spec.arguments,
+    )
+    if bind_to is not None:
+        for b in bindings or (BindingSpec(spec.name, bind_to.name),):
+            await queue.bind(bind_to.name, b.routing_key, arguments=b.arguments or None)
+    return queue.name
 
 
 __all__ = ["AmqpBroker", "Consumer", "Delivery", "OutgoingMessage", "QueueStats"]
