@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 QueueType = Literal["quorum", "classic"]
 QUEUE_TYPES: tuple[QueueType, ...] = get_args(QueueType)
+#: ``BURROW_PREFETCH=0`` means this many times the concurrency: a worker holds more
+#: deliveries than it runs, so a freed run slot never waits for the broker to send the next
+#: one, and the state writes of finishing attempts (outside the slots) batch up.
+PREFETCH_MULTIPLIER = 4
 #: Queue names, as ``burrow.tasks.definition.check_name`` accepts them.
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 
@@ -213,7 +217,7 @@ class Settings(BaseSettings):
 
     @property
     def worker(self) -> WorkerSettings:
-        prefetch = self.prefetch or self.concurrency
+        prefetch = self.prefetch or PREFETCH_MULTIPLIER * self.concurrency
         return WorkerSettings(
             concurrency=self.concurrency,
             prefetch=prefetch,

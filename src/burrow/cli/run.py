@@ -60,7 +60,12 @@ def worker(
         ),
     ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Messages run at once per queue (also the prefetch).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Handlers run at once per queue; the worker holds 4x as many deliveries "
+            "(BURROW_PREFETCH).",
+        ),
     ] = None,
     processes: Annotated[
         int, typer.Option(min=1, help="Worker processes; >1 supervises N children.")

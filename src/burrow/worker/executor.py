@@ -120,6 +120,7 @@ class Executor:
         max_message_bytes: int,
         on_dead: Any,
         rate_sleepers: int = 1,
+        slots: int = 0,
         webhooks: WebhookNotifier | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
@@ -142,6 +143,9 @@ class Executor:
         self._cancelled: dict[str, str] = {}
         self._work = InFlight()
         self._deadlines = Deadlines()  # the attempts' timeouts
+        #: Run slots per queue (0: no limit here; the prefetch bounds the attempts).
+        self._slot_count = slots
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self.closing = False
         self._failures = 0  # consecutive deliveries that hit a Redis or broker failure
         #: Deliveries sleeping for a near rate-limit slot now, and how many may.
@@ -269,6 +273,32 @@ class Executor:
             delivery, queue, env, definition.name, definition.rate_limit.spacing
         ):
             return
+        slot = _Slot(self._slot_for(queue))
+        await slot.take()
+        try:
+            if self.closing:  # stopped while this delivery waited for a run slot
+                await _quietly(delivery.nack(requeue=True))
+                return
+            await self._start_attempt(delivery, queue, env, definition, slot)
+        finally:
+            slot.give_back()
+
+    def _slot_for(self, queue: str) -> asyncio.Semaphore | None:
+        if not self._slot_count:
+            return None
+        slots = self._slots.get(queue)
+        if slots is None:
+            slots = self._slots[queue] = asyncio.Semaphore(self._slot_count)
+        return slots
+
+    async def _start_attempt(
+        self,
+        delivery: Delivery,
+        queue: str,
+        env: Envelope,
+        definition: TaskDefinition,
+        slot: _Slot,
+    ) -> None:
         token = _lease_token()
         start = await self._state.start(
             task_id=env.task_id,
@@ -318,7 +348,7 @@ class Executor:
             task_id=env.task_id,
             attempt=start.attempts,
         ):
-            await self._run_attempt(delivery, queue, env, definition, token, start.attempts)
+            await self._run_attempt(delivery, queue, env, definition, token, start.attempts, slot)
 
     async def _await_slot(
         self, delivery: Delivery, queue: str, env: Envelope, name: str, interval: float
@@ -358,6 +388,7 @@ class Executor:
         definition: TaskDefinition,
         token: str,
         attempt: int,
+        slot: _Slot,
     ) -> None:
         if self._cancelled and self._was_cancelled(env.task_id, token):
             await self._webhook(env.task_id, delivery)  # if Burrow.cancel could not
@@ -386,6 +417,7 @@ class Executor:
         finally:
             self.leases.pop(env.task_id, None)
             self._tasks.pop(env.task_id, None)
+            slot.give_back()  # the handler is done: its outcome is written outside the slot
         if self._metrics is not None:
             series = self._metrics.series(definition.name, definition.queue)
             series.duration.observe(time.perf_counter() - begun)
@@ -614,6 +646,29 @@ class Executor:
             self._metrics.series(definition.name, definition.queue).succeeded.inc()
         else:
             self._metrics.fenced.inc()
+
+
+class _Slot:
+    """A run slot of a queue, held from the start of an attempt until its handler returns,
+    so at most ``concurrency`` handlers of a queue run at once while more deliveries
+    (the prefetch) wait here and finished attempts write their outcome and ack outside it.
+    ``give_back`` is idempotent; without a semaphore the slot is a no-op."""
+
+    __slots__ = ("_held", "_semaphore")
+
+    def __init__(self, semaphore: asyncio.Semaphore | None) -> None:
+        self._semaphore = semaphore
+        self._held = False
+
+    async def take(self) -> None:
+        if self._semaphore is not None:
+            await self._semaphore.acquire()
+            self._held = True
+
+    def give_back(self) -> None:
+        if self._held and self._semaphore is not None:
+            self._held = False
+            self._semaphore.release()
 
 
 class _LeaseTokens:

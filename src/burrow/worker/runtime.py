@@ -46,6 +46,7 @@ from burrow.broker.topology import (
     rpc_queue,
     webhook_queue,
 )
+from burrow.config import PREFETCH_MULTIPLIER
 from burrow.errors import BrokerError, ConfigurationError, StateError, StateUnavailable
 from burrow.tasks.definition import TaskDefinition
 from burrow.tasks.handlers import Subscriber
@@ -124,7 +125,7 @@ class Worker:
                 "give the task another queue"
             )
         self.concurrency = concurrency or ws.concurrency
-        self.prefetch = app.settings.prefetch or self.concurrency
+        self.prefetch = app.settings.prefetch or PREFETCH_MULTIPLIER * self.concurrency
         self.grace = ws.grace if grace is None else grace
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = time.time()
@@ -199,6 +200,7 @@ class Worker:
             max_message_bytes=app.settings.max_message_bytes,
             on_dead=app.run_on_dead,
             rate_sleepers=rate_sleepers(self.concurrency),
+            slots=self.concurrency if self.prefetch > self.concurrency else 0,
             webhooks=WebhookNotifier(
                 broker=app.broker, state=app.state, names=app.names, settings=app.settings
             ),
@@ -362,7 +364,7 @@ class Worker:
         self._consumers.append(
             await self.app.broker.consume(
                 rpc_queue(self.app.names, definition.name),
-                prefetch=self.prefetch,
+                prefetch=self.concurrency,  # no run slots for RPC: the prefetch limits it
                 handler=handler,
             )
         )
