@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from burrow import Burrow, TaskRecord
@@ -63,9 +64,17 @@ class WorkerPool:
 
     def kill_all(self) -> None:
         for proc in self.procs:
+            # A supervisor's children run in sessions of their own: note them first, kill
+            # the supervisor (so it restarts nobody), then them.
+            children: list[psutil.Process] = []
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(proc.pid).children(recursive=True)
             for sig in (signal.SIGCONT, signal.SIGKILL):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, sig)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
 

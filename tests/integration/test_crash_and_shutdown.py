@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from burrow import Burrow, TaskStatus
@@ -168,3 +169,51 @@ async def test_task_that_kills_its_worker_is_dead_lettered_after_its_runs(
     supervisor.send_signal(signal.SIGTERM)
     code = await asyncio.to_thread(exit_code_within, supervisor, GRACE + 5)
     assert code == 0, workers.output()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.chaos
+async def test_children_stop_gracefully_when_their_supervisor_is_killed(
+    make_app: Callable[..., Burrow], workers: WorkerPool
+) -> None:
+    """SIGKILL of the supervisor of ``--processes 2``: its children get SIGTERM from the
+    kernel (they follow the supervisor), finish their in-flight tasks and exit, instead
+    of running on as orphans; a new worker then runs what is left, each task once."""
+    app = register(make_app())
+    handles = await app.submit_many("sleep_ms", [{"ms": 500} for _ in range(40)])
+    supervisor = workers.start("--processes", "2", concurrency=4)
+
+    def children() -> list[int] | None:
+        pids = [c.pid for c in psutil.Process(supervisor.pid).children()]
+        return pids if len(pids) == 2 else None
+
+    pids = await eventually(children, timeout=30, what="two children", pool=workers)
+    await eventually(
+        lambda: all(open_runs(read_journal(workers.journal), pid) for pid in pids),
+        timeout=30,
+        what="both children running tasks",
+        pool=workers,
+    )
+    supervisor.send_signal(signal.SIGKILL)
+    assert exit_code_within(supervisor, 10) == -signal.SIGKILL
+    await eventually(
+        lambda: not any(_alive(pid) for pid in pids),
+        timeout=GRACE + 10,
+        what="the orphaned children to stop",
+        pool=workers,
+    )
+    entries = read_journal(workers.journal)
+    for pid in pids:
+        assert open_runs(entries, pid) == set()  # they finished what they had started
+
+    workers.start()
+    records = await wait_all(app, [h.id for h in handles], timeout=60, pool=workers)
+    assert [r.status for r in records] == [TaskStatus.SUCCEEDED] * len(handles)
+    starts = sorted(e["task_id"] for e in read_journal(workers.journal) if e["event"] == "start")
+    assert starts == sorted(h.id for h in handles)  # graceful: nothing ran twice

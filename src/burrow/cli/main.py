@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from burrow.cli import bench, ops, run, schedules, serve, tasks, workers
+from burrow.worker.supervisor import follow_supervisor
 
 cli = typer.Typer(
     name="burrow",
@@ -29,6 +30,7 @@ cli.command("workers")(workers.workers)
 
 
 def main() -> None:
+    follow_supervisor()  # a child of `burrow worker --processes N` or `burrow up`
     cli()
 
 

@@ -5,12 +5,17 @@ or connection state), started in its own session so a terminal's Ctrl-C reaches 
 supervisor, which then stops the children in order. A child that exits unexpectedly is
 restarted after a backoff that grows with its restarts; on SIGTERM/SIGINT every child gets
 SIGTERM and runs its own graceful shutdown, and the supervisor waits for all of them.
+
+A child asks the kernel for SIGTERM when its supervisor dies (``follow_supervisor``,
+Linux), so a supervisor killed with SIGKILL (or by the OOM killer) leaves no orphaned
+workers behind: each one shuts down gracefully instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -22,6 +27,23 @@ import structlog
 log = structlog.get_logger("burrow.supervisor")
 
 RESTART_BACKOFF_CAP = 10.0
+#: In a child's environment: the supervisor's pid (read and removed by ``follow_supervisor``).
+SUPERVISOR_PID_ENV = "_BURROW_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def follow_supervisor() -> None:
+    """In a supervised child: get SIGTERM when the supervisor dies, and exit at once if it
+    is already gone. Does nothing outside a supervisor or off Linux."""
+    raw = os.environ.pop(SUPERVISOR_PID_ENV, "")
+    if not raw:
+        return
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            log.warning("could not follow the supervisor", errno=ctypes.get_errno())
+    if os.getppid() != int(raw):  # it died before the prctl: nobody would stop us
+        raise SystemExit("burrow: the supervisor is gone; not starting")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +93,7 @@ async def _keep_running(
     child: Child, stop: asyncio.Event, on_exit: Callable[[int], None] | None = None
 ) -> int:
     restarts = 0
-    env = {**os.environ, **child.env} if child.env else None
+    env = {**os.environ, **child.env, SUPERVISOR_PID_ENV: str(os.getpid())}
     while True:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "burrow", *child.argv, start_new_session=True, env=env
