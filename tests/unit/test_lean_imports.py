@@ -43,3 +43,18 @@ def test_an_application_that_loaded_the_sdk_first_keeps_it() -> None:
         """
     )
     assert out == "True"
+
+
+def test_import_burrow_skips_rich_tracebacks_and_leaves_rich_importable() -> None:
+    out = _run(
+        """
+        import sys
+        import burrow
+        import structlog
+        print("loaded" if "rich.traceback" in sys.modules else "absent")
+        print("loaded" if "pygments" in sys.modules else "absent")
+        from rich.table import Table
+        print(Table.__name__)
+        """
+    )
+    assert out.splitlines() == ["absent", "absent", "Table"]
