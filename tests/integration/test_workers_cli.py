@@ -119,3 +119,21 @@ async def test_live_workers_are_listed_and_a_killed_one_drops_out(
         assert [b["pid"] for b in await asyncio.to_thread(_cli_workers, namespace)] == [second.pid]
     finally:
         pool.kill_all()
+
+
+async def test_the_worker_index_expires_with_the_last_heartbeat(
+    make_app: Callable[..., Burrow],
+) -> None:
+    """A namespace whose workers all stopped without a goodbye keeps no key: each heartbeat
+    and the index of workers expire after the heartbeat's time to live."""
+    producer = make_app()
+    await producer.state.open()
+    await producer.state.heartbeat("w-gone", {"id": "w-gone", "last_seen": time.time()}, 0.5)
+    redis = producer.state._redis()
+    assert 0 < await redis.pttl(producer.state.keys.workers) <= 500
+    keys = (producer.state.keys.workers, producer.state.keys.worker("w-gone"))
+
+    async def gone() -> bool:
+        return await redis.exists(*keys) == 0
+
+    await eventually(gone, timeout=10, what="the heartbeat and the index to expire")

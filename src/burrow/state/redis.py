@@ -543,10 +543,14 @@ class RedisStateStore:
     # -- workers ----------------------------------------------------------------------
 
     async def heartbeat(self, worker_id: str, info: dict[str, Any], ttl: float) -> None:
-        """Record that a worker is alive (expires after ``ttl`` seconds without renewal)."""
+        """Record that a worker is alive (expires after ``ttl`` seconds without renewal).
+        The index of workers expires too once no worker renews it, so a retired namespace
+        leaves no key behind."""
         k = self.keys
-        await self._command("SET", k.worker(worker_id), orjson.dumps(info), "PX", int(ttl * 1000))
+        ttl_ms = int(ttl * 1000)
+        await self._command("SET", k.worker(worker_id), orjson.dumps(info), "PX", ttl_ms)
         await self._command("ZADD", k.workers, info.get("last_seen", 0), worker_id)
+        await self._command("PEXPIRE", k.workers, ttl_ms)
 
     async def forget_worker(self, worker_id: str) -> None:
         with map_redis_errors("heartbeat"):
