@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from burrow import tracing
 from burrow.errors import ConfigurationError
-from burrow.observability import HIDDEN, bind_task, redact, unbind_task
+from burrow.observability import HIDDEN, bind_task, merge_task_context, redact, unbind_task
 
 OTEL_VARIABLES = (
     "OTEL_TRACES_EXPORTER",
@@ -151,7 +151,7 @@ def test_bound_task_context_is_on_every_line_until_unbound() -> None:
     them."""
     stream = io.StringIO()
     structlog.configure(
-        processors=[structlog.contextvars.merge_contextvars, structlog.processors.JSONRenderer()],
+        processors=[merge_task_context, structlog.processors.JSONRenderer()],
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )

@@ -520,7 +520,9 @@ class Executor:
         scope = self._deadlines.scope(timeout)
         try:
             with scope:
-                value = await self._call(definition, payload, ctx)
+                value = await call_handler(
+                    definition, definition.call_args(payload, ctx), self._pool
+                )
             return _Outcome(TaskStatus.SUCCEEDED, result=pydantic_core.to_json(value))
         except Retry as exc:
             delay = exc.delay if exc.delay is not None else definition.retry.delay(attempt)
@@ -544,9 +546,6 @@ class Executor:
             return _Outcome(
                 None, error=_error(exc, "error", True), delay=definition.retry.delay(attempt)
             )
-
-    async def _call(self, definition: TaskDefinition, payload: Any, ctx: TaskContext | None) -> Any:
-        return await call_handler(definition, definition.call_args(payload, ctx), self._pool)
 
     async def _dead(
         self,
