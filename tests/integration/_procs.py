@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -24,6 +25,30 @@ from tests.integration._journal import JOURNAL_VARIABLE
 REPO = Path(__file__).resolve().parents[2]
 #: Concurrent ``app.wait`` calls at most (each holds a Redis connection while it reads).
 WAITERS = 32
+
+
+#: Worker settings of the fault tests: short leases, a fast reaper and heartbeat, quick
+#: retries, and a 10 s grace (``FAULT_GRACE``) for graceful stops.
+FAULT_LEASE_TTL = 3
+FAULT_GRACE = 10
+FAULT_SETTINGS = {
+    "lease_ttl": str(FAULT_LEASE_TTL),
+    "reaper_interval": "1",
+    "grace": str(FAULT_GRACE),
+    "worker_heartbeat": "1",
+    "retry_base": "0.1",
+    "retry_cap": "1",
+}
+
+
+def fault_pool(namespace: str, app: str, tmp: Path) -> Iterator[WorkerPool]:
+    """A ``WorkerPool`` with ``FAULT_SETTINGS`` for a fixture: every process it started
+    (supervisors' children too) is SIGKILLed afterwards."""
+    pool = WorkerPool(namespace, app, tmp, FAULT_SETTINGS)
+    try:
+        yield pool
+    finally:
+        pool.kill_all()
 
 
 class WorkerPool:

@@ -20,32 +20,25 @@ import pytest
 from burrow import Burrow, TaskStatus
 from tests.conftest import eventually
 from tests.integration._journal import open_runs, read_journal
-from tests.integration._procs import WorkerPool, exit_code_within, wait_all
+from tests.integration._procs import (
+    FAULT_GRACE,
+    WorkerPool,
+    exit_code_within,
+    fault_pool,
+    wait_all,
+)
 from tests.integration.crash_app import register
 
 pytestmark = pytest.mark.integration
 
 APP = "tests.integration.crash_app:app"
-LEASE_TTL = 3
-GRACE = 10
+GRACE = FAULT_GRACE
 
 
 @pytest.fixture
 def workers(namespace: str, tmp_path: Path) -> Iterator[WorkerPool]:
     """Start worker subprocesses on the test namespace; all are SIGKILLed afterwards."""
-    settings = {
-        "lease_ttl": str(LEASE_TTL),
-        "reaper_interval": "1",
-        "grace": str(GRACE),
-        "worker_heartbeat": "1",
-        "retry_base": "0.1",
-        "retry_cap": "1",
-    }
-    pool = WorkerPool(namespace, APP, tmp_path, settings)
-    try:
-        yield pool
-    finally:
-        pool.kill_all()
+    yield from fault_pool(namespace, APP, tmp_path)
 
 
 @pytest.mark.chaos

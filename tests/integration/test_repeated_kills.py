@@ -39,7 +39,14 @@ from burrow import Burrow, TaskEvent, TaskRecord, TaskStatus
 from burrow.broker.topology import TIERS_MS
 from tests.conftest import eventually
 from tests.integration._journal import open_runs, read_journal
-from tests.integration._procs import WAITERS, WorkerPool, exit_code_within, wait_all
+from tests.integration._procs import (
+    FAULT_GRACE,
+    WAITERS,
+    WorkerPool,
+    exit_code_within,
+    fault_pool,
+    wait_all,
+)
 from tests.integration.crash_app import register
 
 pytestmark = pytest.mark.integration
@@ -50,8 +57,7 @@ CONCURRENCY = 4  # runs at once per child
 ROUNDS = 3
 TASKS = 400
 PACE = 4.0  # at least this many seconds between two kills (the scenario: every 5 s)
-LEASE_TTL = 3
-GRACE = 10
+GRACE = FAULT_GRACE
 TERMINAL = {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED}
 
 
@@ -80,40 +86,11 @@ def children_of(pid: int) -> set[int]:
     return {c.pid for c in children if _alive(c.pid)}
 
 
-def kill_supervised(supervisor: int) -> None:
-    """SIGKILL every descendant of ``supervisor``. Its children run in their own sessions,
-    so killing the supervisor's process group (``WorkerPool.kill_all``) misses them; the
-    supervisor is stopped first so it cannot start a replacement meanwhile."""
-    try:
-        proc = psutil.Process(supervisor)
-        proc.suspend()
-        children = proc.children(recursive=True)
-    except psutil.NoSuchProcess:
-        return
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    psutil.wait_procs(children, timeout=10)
-
-
 @pytest.fixture
 def workers(namespace: str, tmp_path: Path) -> Iterator[WorkerPool]:
-    """A pool for one supervisor; it and every child it started are SIGKILLed afterwards."""
-    settings = {
-        "lease_ttl": str(LEASE_TTL),
-        "reaper_interval": "1",
-        "grace": str(GRACE),
-        "worker_heartbeat": "1",
-        "retry_base": "0.1",
-        "retry_cap": "1",
-    }
-    pool = WorkerPool(namespace, APP, tmp_path, settings)
-    try:
-        yield pool
-    finally:
-        for proc in pool.procs:
-            kill_supervised(proc.pid)
-        pool.kill_all()
+    """A pool for one supervisor; it and every child it started are SIGKILLed afterwards
+    (``WorkerPool.kill_all`` kills a supervisor's children too)."""
+    yield from fault_pool(namespace, APP, tmp_path)
 
 
 def _pid_of(worker: str | None) -> int:

@@ -26,7 +26,7 @@ from burrow import Burrow, TaskContext, TaskEvent, TaskStatus
 from burrow.broker.topology import TIERS_MS
 from tests.conftest import eventually, running_worker
 from tests.integration._journal import open_runs, read_journal
-from tests.integration._procs import WAITERS, WorkerPool, exit_code_within, wait_all
+from tests.integration._procs import WAITERS, WorkerPool, exit_code_within, fault_pool, wait_all
 from tests.integration.scenario_app import register
 
 pytestmark = pytest.mark.integration
@@ -41,19 +41,7 @@ TERMINAL = frozenset(s.value for s in TaskStatus if s.terminal)
 @pytest.fixture
 def workers(namespace: str, tmp_path: Path) -> Iterator[WorkerPool]:
     """Start worker subprocesses on the test namespace; all are killed afterwards."""
-    settings = {
-        "lease_ttl": "3",
-        "reaper_interval": "1",
-        "grace": "10",
-        "worker_heartbeat": "1",
-        "retry_base": "0.1",
-        "retry_cap": "1",
-    }
-    pool = WorkerPool(namespace, APP, tmp_path, settings)
-    try:
-        yield pool
-    finally:
-        pool.kill_all()
+    yield from fault_pool(namespace, APP, tmp_path)
 
 
 def starts_per_task(entries: list[dict[str, Any]]) -> Counter[str]:
