@@ -23,6 +23,7 @@ import os
 import secrets
 import time
 import traceback
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from burrow.worker._calls import call_handler
 from burrow.worker._deadlines import Deadlines
 from burrow.worker._inflight import InFlight
 from burrow.worker.outcomes import Reject, Retry
+from burrow.worker.priority import LaneGate
 from burrow.worker.publishing import Republisher
 
 if TYPE_CHECKING:
@@ -121,6 +123,7 @@ class Executor:
         on_dead: Any,
         rate_sleepers: int = 1,
         slots: int = 0,
+        lanes: Mapping[str, int] | None = None,
         webhooks: WebhookNotifier | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
@@ -143,9 +146,11 @@ class Executor:
         self._cancelled: dict[str, str] = {}
         self._work = InFlight()
         self._deadlines = Deadlines()  # the attempts' timeouts
-        #: Run slots per queue (0: no limit here; the prefetch bounds the attempts).
+        #: Run slots per queue (0: no limit here; the prefetch bounds the attempts), in a
+        #: ``LaneGate`` with the queue's number of priority lanes (``lanes``; default 1).
         self._slot_count = slots
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._lane_counts = dict(lanes or {})
+        self._gates: dict[str, LaneGate] = {}
         self.closing = False
         self._failures = 0  # consecutive deliveries that hit a Redis or broker failure
         #: Deliveries sleeping for a near rate-limit slot now, and how many may.
@@ -199,16 +204,19 @@ class Executor:
         self.stats.cancelled += 1
         return True
 
-    async def handle(self, delivery: Delivery, queue: str, route: EventRoute | None = None) -> None:
+    async def handle(
+        self, delivery: Delivery, queue: str, route: EventRoute | None = None, lane: int = 0
+    ) -> None:
         """Handle one delivery from work queue ``queue`` (unprefixed name); ``route`` is
-        given for a subscriber's queue (events), None for a task queue."""
+        given for a subscriber's queue (events), None for a task queue; ``lane`` is the
+        rank of the priority lane it came from (0 = the highest, or the only one)."""
         if self.closing:
             await _quietly(delivery.nack(requeue=True))
             return
         self.stats.received += 1
         self._work.enter()
         try:
-            await self._handle(delivery, queue, route)
+            await self._handle(delivery, queue, route, lane)
         except (StateError, BrokerError) as exc:
             if delivery.settled:
                 # It failed after its ack: the outcome is recorded and the broker has
@@ -229,7 +237,9 @@ class Executor:
             self._work.leave()
             unbind_task()
 
-    async def _handle(self, delivery: Delivery, queue: str, route: EventRoute | None) -> None:
+    async def _handle(
+        self, delivery: Delivery, queue: str, route: EventRoute | None, lane: int
+    ) -> None:
         if route is None:
             message_id, type_ = delivery.message_id, delivery.type
         else:
@@ -264,16 +274,16 @@ class Executor:
             detail = f"no task named {env.name!r}"
             await self._park(delivery, queue, "unknown_task", detail, message_id)
             return
-        await self._attempt(delivery, queue, env, definition)
+        await self._attempt(delivery, queue, env, definition, lane)
 
     async def _attempt(
-        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition
+        self, delivery: Delivery, queue: str, env: Envelope, definition: TaskDefinition, lane: int
     ) -> None:
         if definition.rate_limit is not None and await self._await_slot(
             delivery, queue, env, definition.name, definition.rate_limit.spacing
         ):
             return
-        slot = _Slot(self._slot_for(queue))
+        slot = _Slot(self._gate_for(queue), lane)
         await slot.take()
         try:
             if self.closing:  # stopped while this delivery waited for a run slot
@@ -283,13 +293,14 @@ class Executor:
         finally:
             slot.give_back()
 
-    def _slot_for(self, queue: str) -> asyncio.Semaphore | None:
+    def _gate_for(self, queue: str) -> LaneGate | None:
         if not self._slot_count:
             return None
-        slots = self._slots.get(queue)
-        if slots is None:
-            slots = self._slots[queue] = asyncio.Semaphore(self._slot_count)
-        return slots
+        gate = self._gates.get(queue)
+        if gate is None:
+            lanes = self._lane_counts.get(queue, 1)
+            gate = self._gates[queue] = LaneGate(self._slot_count, lanes)
+        return gate
 
     async def _start_attempt(
         self,
@@ -650,24 +661,26 @@ class Executor:
 class _Slot:
     """A run slot of a queue, held from the start of an attempt until its handler returns,
     so at most ``concurrency`` handlers of a queue run at once while more deliveries
-    (the prefetch) wait here and finished attempts write their outcome and ack outside it.
-    ``give_back`` is idempotent; without a semaphore the slot is a no-op."""
+    (the prefetch, of every priority lane) wait here, a freed slot going to the highest
+    lane waiting, and finished attempts write their outcome and ack outside it.
+    ``give_back`` is idempotent; without a gate the slot is a no-op."""
 
-    __slots__ = ("_held", "_semaphore")
+    __slots__ = ("_gate", "_held", "_lane")
 
-    def __init__(self, semaphore: asyncio.Semaphore | None) -> None:
-        self._semaphore = semaphore
+    def __init__(self, gate: LaneGate | None, lane: int) -> None:
+        self._gate = gate
+        self._lane = lane
         self._held = False
 
     async def take(self) -> None:
-        if self._semaphore is not None:
-            await self._semaphore.acquire()
+        if self._gate is not None:
+            await self._gate.acquire(self._lane)
             self._held = True
 
     def give_back(self) -> None:
-        if self._held and self._semaphore is not None:
+        if self._held and self._gate is not None:
             self._held = False
-            self._semaphore.release()
+            self._gate.release()
 
 
 class _LeaseTokens:

@@ -1,11 +1,13 @@
-"""``LaneGate``: the run slots of a queue with priority lanes, handed out highest lane first.
+"""``LaneGate``: the run slots of a queue, handed out highest priority lane first.
 
-A worker consumes every lane of such a queue (``{Q}.high``, ``{Q}``, ``{Q}.low``), each with
-its own prefetch, so up to three prefetches of deliveries can be here at once. The gate lets
-only ``slots`` of them run; the others wait in it, one FIFO per lane, and each freed slot
-goes to the oldest waiter of the highest lane that has one. Under a backlog the broker
-keeps every lane's prefetch full, so a high delivery is always waiting here when a slot
-frees, and low ones start only while no high or normal one waits.
+The executor keeps one per queue (its run slots, ``executor._Slot``); a queue without
+priorities has a single lane. A worker consumes every lane of a queue with priorities
+(``{Q}.high``, ``{Q}``, ``{Q}.low``), each with its own prefetch, so up to three prefetches
+of deliveries can be here at once. The gate lets only ``slots`` of them run; the others
+wait in it, one FIFO per lane, and each freed slot goes to the oldest waiter of the highest
+lane that has one. Under a backlog the broker keeps every lane's prefetch full, so a high
+delivery is always waiting here when a slot frees, and low ones start only while no high
+or normal one waits.
 """
 
 from __future__ import annotations

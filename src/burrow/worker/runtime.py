@@ -55,7 +55,6 @@ from burrow.webhooks.delivery import WebhookDeliverer
 from burrow.webhooks.events import WEBHOOK_QUEUE
 from burrow.webhooks.notify import WebhookNotifier
 from burrow.worker.executor import EventRoute, Executor, ExecutorStats
-from burrow.worker.priority import LaneGate
 from burrow.worker.publishing import Republisher
 from burrow.worker.rpc import RpcServer, RpcServerStats
 
@@ -200,7 +199,8 @@ class Worker:
             max_message_bytes=app.settings.max_message_bytes,
             on_dead=app.run_on_dead,
             rate_sleepers=rate_sleepers(self.concurrency),
-            slots=self.concurrency if self.prefetch > self.concurrency else 0,
+            slots=self.concurrency,
+            lanes={queue: len(app.lanes(queue)) for queue in self.queues},
             webhooks=WebhookNotifier(
                 broker=app.broker, state=app.state, names=app.names, settings=app.settings
             ),
@@ -296,17 +296,12 @@ class Worker:
 
     async def _consume_lanes(self, executor: Executor, queue: str, lanes: tuple[str, ...]) -> None:
         """Consume every priority lane of ``queue``, highest first (so a backlog of high
-        ones is here first); ``concurrency`` of their deliveries run at once, and a freed
-        slot goes to the highest lane waiting (``LaneGate``)."""
-        gate = LaneGate(self.concurrency, len(lanes))
+        ones is here first); the queue's run slots (``concurrency``, in the executor) go
+        to the highest lane waiting."""
         for rank, lane in enumerate(lanes):
 
             async def handler(delivery: Any, _rank: int = rank) -> None:
-                await gate.acquire(_rank)
-                try:
-                    await executor.handle(delivery, queue)
-                finally:
-                    gate.release()
+                await executor.handle(delivery, queue, lane=_rank)
 
             self._consumers.append(
                 await self.app.broker.consume(
