@@ -217,11 +217,16 @@ class Settings(BaseSettings):
 
     @property
     def worker(self) -> WorkerSettings:
-        prefetch = self.prefetch or PREFETCH_MULTIPLIER * self.concurrency
+        return self.worker_for()
+
+    def worker_for(self, concurrency: int | None = None) -> WorkerSettings:
+        """The worker settings, with ``concurrency`` (when given: ``--concurrency``)
+        instead of ``BURROW_CONCURRENCY``; the prefetch and thread-pool defaults follow it."""
+        concurrency = concurrency or self.concurrency
         return WorkerSettings(
-            concurrency=self.concurrency,
-            prefetch=prefetch,
-            threads=self.threads or min(32, self.concurrency),
+            concurrency=concurrency,
+            prefetch=self.prefetch or PREFETCH_MULTIPLIER * concurrency,
+            threads=self.threads or min(32, concurrency),
             default_timeout=self.task_timeout,
             grace=self.grace,
             lease_ttl=self.lease_ttl,

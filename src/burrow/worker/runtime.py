@@ -46,7 +46,6 @@ from burrow.broker.topology import (
     rpc_queue,
     webhook_queue,
 )
-from burrow.config import PREFETCH_MULTIPLIER
 from burrow.errors import BrokerError, ConfigurationError, StateError, StateUnavailable
 from burrow.tasks.definition import TaskDefinition
 from burrow.tasks.handlers import Subscriber
@@ -109,7 +108,7 @@ class Worker:
         rpc: Sequence[str] | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
-        ws = app.settings.worker
+        ws = app.settings.worker_for(concurrency)
         self.app = app
         self.subscribers = _select("subscriber", app.handlers.subscribers(), subscribers)
         self.rpc_handlers = _select("rpc handler", app.handlers.rpc_handlers(), rpc)
@@ -123,13 +122,13 @@ class Worker:
                 f"queue name {WEBHOOK_QUEUE!r} is reserved for webhook deliveries; "
                 "give the task another queue"
             )
-        self.concurrency = concurrency or ws.concurrency
-        self.prefetch = app.settings.prefetch or PREFETCH_MULTIPLIER * self.concurrency
+        self.concurrency = ws.concurrency
+        self.prefetch = ws.prefetch
         self.grace = ws.grace if grace is None else grace
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.started_at = time.time()
         self._pool = ThreadPoolExecutor(
-            max_workers=app.settings.threads or min(32, self.concurrency),
+            max_workers=ws.threads,
             thread_name_prefix="burrow-sync",
         )
         self._executor: Executor | None = None
