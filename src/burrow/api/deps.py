@@ -5,13 +5,15 @@ or Redis is down."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from burrow import tracing
 from burrow.api.envelope import ApiError
 from burrow.api.limits import DepthGuard, RateLimiter
 from burrow.api.metrics import ApiMetrics
@@ -155,3 +157,18 @@ def name_path(description: str) -> Any:
     """A path parameter that is a name (of an exchange, an RPC handler): the grammar
     ``check_name`` enforces when the name is registered (``NAME_RE``)."""
     return Path(min_length=1, max_length=200, pattern=NAME_RE.pattern, description=description)
+
+
+@contextlib.contextmanager
+def http_span(request: Request, route: str, traceparent: str | None = None) -> Iterator[Any]:
+    """The SERVER span of a request to ``route`` (a template), when tracing: it continues
+    ``traceparent`` (default: the request's header). An ``ApiError`` leaving the block
+    records its status; the route records the status of the response it returns
+    (``tracing.set_http_status``). Yields the span (None when tracing is off)."""
+    incoming = request.headers.get("traceparent") if traceparent is None else traceparent
+    with tracing.server_span(request.method, route, incoming) as span:
+        try:
+            yield span
+        except ApiError as exc:
+            tracing.set_http_status(span, exc.status)
+            raise

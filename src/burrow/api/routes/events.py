@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow import tracing
-from burrow.api.deps import ApiState, State, Write, ensure_available, name_path
+from burrow.api.deps import ApiState, State, Write, ensure_available, http_span, name_path
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.errors import UnknownExchange
 
@@ -69,7 +69,7 @@ async def publish_event(
     # body's headers, and is the parent of the publish span.
     headers = dict(body.headers)
     incoming = request.headers.get("traceparent") or headers.get("traceparent")
-    with tracing.server_span("POST", ROUTE, str(incoming) if incoming else None) as span:
+    with http_span(request, ROUTE, str(incoming) if incoming else None) as span:
         await ensure_available(state)
         if span is not None:
             headers.pop("traceparent", None)
@@ -82,7 +82,6 @@ async def publish_event(
                 message_id=body.message_id,
             )
         except UnknownExchange as exc:
-            tracing.set_http_status(span, 404)
             raise ApiError(404, "unknown_exchange", str(exc), {"exchange": exchange}) from None
         state.metrics.count_event(exchange)
         data = Published(id=event_id, exchange=exchange, routing_key=body.routing_key)

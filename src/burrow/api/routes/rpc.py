@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow import tracing
-from burrow.api.deps import ApiState, State, Write, ensure_available, name_path
+from burrow.api.deps import ApiState, State, Write, ensure_available, http_span, name_path
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.errors import RpcError, RpcTimeout, Unroutable
 from burrow.messaging import CALL_TIMEOUT
@@ -63,21 +63,18 @@ async def call_rpc(
     _who: str = Write,
 ) -> Response:
     # The request's span (if tracing) is the parent of the call's client span.
-    with tracing.server_span("POST", ROUTE, request.headers.get("traceparent")) as span:
+    with http_span(request, ROUTE) as span:
         await ensure_available(state)
         try:
             reply = await state.burrow.call(name, body.payload, timeout=body.timeout)
         except RpcTimeout as exc:
             state.metrics.count_rpc(name, "timeout")
-            tracing.set_http_status(span, 504)
             raise ApiError(504, "rpc_timeout", str(exc), {"timeout": body.timeout}) from None
         except RpcError as exc:
             state.metrics.count_rpc(name, "error")
-            tracing.set_http_status(span, 502)
             details = {"type": exc.type, "message": exc.message}
             raise ApiError(502, "rpc_error", str(exc), details) from None
         except Unroutable as exc:  # no queue: no handler of that name was ever deployed
-            tracing.set_http_status(span, 404)
             raise ApiError(404, "unknown_rpc", str(exc), {"rpc": name}) from None
         state.metrics.count_rpc(name, "replied")
         tracing.set_http_status(span, 200)

@@ -34,6 +34,7 @@ from burrow.api.deps import (
     bearer_token,
     check_access,
     ensure_available,
+    http_span,
 )
 from burrow.api.deps import Read as ReadScope
 from burrow.api.envelope import ApiError, Envelope, accepted, error_responses, ok
@@ -429,7 +430,7 @@ def _submit_handler(definition: TaskDefinition | None, model: type[BaseModel]) -
 
     async def handle(request: Request) -> Response:
         incoming = request.headers.get("traceparent")
-        with tracing.server_span("POST", route, incoming) as span:
+        with http_span(request, route) as span:
             state, target, body = await _read_submit(request, definition, adapter)
             key = request.headers.get("idempotency-key")
             response = await submit(
@@ -453,7 +454,7 @@ def _batch_handler(definition: TaskDefinition | None, model: type[BaseModel]) ->
     route = f"{PREFIX}/tasks/{definition.name if definition else '{name}'}/batch"
 
     async def handle(request: Request) -> Response:
-        with tracing.server_span("POST", route, request.headers.get("traceparent")) as span:
+        with http_span(request, route) as span:
             state, target, body = await _read_submit(request, definition, adapter)
             payloads = [item.payload for item in body.items]
             response = await submit_batch(state, target, payloads, validated=definition is not None)
