@@ -611,10 +611,7 @@ class Burrow(Messaging, Operations, Scheduling):
         """Write the record, then publish; False when a task with ``task_id`` already
         exists (see ``submit``'s ``task_id``)."""
         hdrs: dict[str, Any] = dict(headers or {})
-        traceparent = hdrs.get(HDR_TRACEPARENT)
-        if trace_id_of(traceparent) is None:  # the active span's (if tracing), else a new one
-            traceparent = tracing.current_traceparent() or new_traceparent()
-            hdrs[HDR_TRACEPARENT] = traceparent
+        traceparent = tracing.ensure_traceparent(hdrs)
         hdrs[HDR_ATTEMPT] = 1
         await self.declare_queue(definition.queue)
         created = await self.state.create(

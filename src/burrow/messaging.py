@@ -46,7 +46,7 @@ from burrow.errors import (
     Unroutable,
 )
 from burrow.tasks.definition import build_definition
-from burrow.tasks.envelope import HDR_TRACEPARENT, new_task_id, new_traceparent, trace_id_of
+from burrow.tasks.envelope import new_task_id
 from burrow.tasks.handlers import (
     HDR_DEADLINE,
     HDR_RPC_STATUS,
@@ -218,8 +218,7 @@ class Messaging:
         with tracing.event_span(
             hdrs, exchange=full_name, routing_key=routing_key, event_id=event_id
         ):
-            if trace_id_of(hdrs.get(HDR_TRACEPARENT)) is None:
-                hdrs[HDR_TRACEPARENT] = new_traceparent()
+            tracing.ensure_traceparent(hdrs)
             await self.broker.publish(
                 routing_key,
                 body,
@@ -302,7 +301,7 @@ class Messaging:
         # The call span (if tracing) puts its own context in hdrs' traceparent; an
         # exception leaving it (error reply, timeout) marks it failed.
         with tracing.rpc_client_span(hdrs, name=name, queue=queue):
-            hdrs.setdefault(HDR_TRACEPARENT, new_traceparent())
+            tracing.ensure_traceparent(hdrs)
             hdrs[HDR_DEADLINE] = int((time.time() + timeout) * 1000)
             try:
                 reply = await client.call(queue, body, timeout=timeout, headers=hdrs, type_=name)

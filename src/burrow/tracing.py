@@ -44,7 +44,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from burrow.errors import ConfigurationError
-from burrow.tasks.envelope import HDR_TRACEPARENT, trace_id_of
+from burrow.tasks.envelope import HDR_TRACEPARENT, new_traceparent, trace_id_of
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer, TracerProvider
@@ -229,6 +229,16 @@ def current_traceparent() -> str | None:
     from opentelemetry import trace
 
     return traceparent_of(trace.get_current_span())
+
+
+def ensure_traceparent(headers: MutableMapping[str, Any]) -> str:
+    """The ``traceparent`` an outgoing message carries: the one in ``headers`` when it is
+    valid, else the active span's (if tracing), else a new one; stored in ``headers``."""
+    traceparent = headers.get(HDR_TRACEPARENT)
+    if trace_id_of(traceparent) is None:
+        traceparent = current_traceparent() or new_traceparent()
+        headers[HDR_TRACEPARENT] = traceparent
+    return str(traceparent)
 
 
 def inject(headers: MutableMapping[str, str]) -> None:
@@ -443,6 +453,7 @@ __all__ = [
     "configure_tracing",
     "current_traceparent",
     "enabled",
+    "ensure_traceparent",
     "event_span",
     "inject",
     "publish_span",
