@@ -548,9 +548,11 @@ class RedisStateStore:
         leaves no key behind."""
         k = self.keys
         ttl_ms = int(ttl * 1000)
-        await self._command("SET", k.worker(worker_id), orjson.dumps(info), "PX", ttl_ms)
-        await self._command("ZADD", k.workers, info.get("last_seen", 0), worker_id)
-        await self._command("PEXPIRE", k.workers, ttl_ms)
+        await asyncio.gather(  # queued together: one pipeline round trip
+            self._command("SET", k.worker(worker_id), orjson.dumps(info), "PX", ttl_ms),
+            self._command("ZADD", k.workers, info.get("last_seen", 0), worker_id),
+            self._command("PEXPIRE", k.workers, ttl_ms),
+        )
 
     async def forget_worker(self, worker_id: str) -> None:
         with map_redis_errors("heartbeat"):
