@@ -102,9 +102,10 @@ class RpcServer:
         await delivery.ack()
         self.stats.received += 1
         name = definition.name
-        with tracing.rpc_server_span(
-            delivery.headers.get(HDR_TRACEPARENT), name=name, queue=f"rpc.{name}"
-        ):
+        # The request queue's name as delivered (``{ns}.rpc.{name}``, as the caller's span
+        # has it): requests come through the default exchange, keyed by the queue.
+        queue = delivery.routing_key or name
+        with tracing.rpc_server_span(delivery.headers.get(HDR_TRACEPARENT), name=name, queue=queue):
             reply_to = delivery.reply_to
             if not reply_to_allowed(reply_to) or reply_to is None:
                 self.stats.refused += 1
