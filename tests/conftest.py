@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
 
 from burrow import Burrow, Settings
-from burrow.testing import purge
+from burrow.testing import purge, unique_namespace
 from burrow.testing import running_worker as running_worker  # the tests' in-process worker
 
 AMQP = ("127.0.0.1", 5672)
@@ -43,7 +42,7 @@ def _servers_up() -> None:
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest) -> str:
     """A namespace no other test or run uses."""
-    return f"t{uuid.uuid4().hex[:10]}"
+    return unique_namespace("t")
 
 
 def fast_settings(namespace: str, **overrides: Any) -> Settings:

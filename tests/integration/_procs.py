@@ -51,6 +51,23 @@ def fault_pool(namespace: str, app: str, tmp: Path) -> Iterator[WorkerPool]:
         pool.kill_all()
 
 
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, exited but not reaped, is not alive)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def children_of(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (a supervisor's workers)."""
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return set()
+    return {c.pid for c in children if alive(c.pid)}
+
+
 class WorkerPool:
     """Worker subprocesses of one test, running ``app`` (module:attribute) with
     ``settings`` as ``BURROW_*`` variables; each is killed with its process group at exit

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from burrow import Burrow, TaskStatus
@@ -23,6 +22,8 @@ from tests.integration._journal import open_runs, read_journal
 from tests.integration._procs import (
     FAULT_GRACE,
     WorkerPool,
+    alive,
+    children_of,
     exit_code_within,
     fault_pool,
     wait_all,
@@ -164,13 +165,6 @@ async def test_task_that_kills_its_worker_is_dead_lettered_after_its_runs(
     assert code == 0, workers.output()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.mark.chaos
 async def test_children_stop_gracefully_when_their_supervisor_is_killed(
     make_app: Callable[..., Burrow], workers: WorkerPool
@@ -182,8 +176,8 @@ async def test_children_stop_gracefully_when_their_supervisor_is_killed(
     handles = await app.submit_many("sleep_ms", [{"ms": 500} for _ in range(40)])
     supervisor = workers.start("--processes", "2", concurrency=4)
 
-    def children() -> list[int] | None:
-        pids = [c.pid for c in psutil.Process(supervisor.pid).children()]
+    def children() -> set[int] | None:
+        pids = children_of(supervisor.pid)
         return pids if len(pids) == 2 else None
 
     pids = await eventually(children, timeout=30, what="two children", pool=workers)
@@ -196,7 +190,7 @@ async def test_children_stop_gracefully_when_their_supervisor_is_killed(
     supervisor.send_signal(signal.SIGKILL)
     assert exit_code_within(supervisor, 10) == -signal.SIGKILL
     await eventually(
-        lambda: not any(_alive(pid) for pid in pids),
+        lambda: not any(alive(pid) for pid in pids),
         timeout=GRACE + 10,
         what="the orphaned children to stop",
         pool=workers,

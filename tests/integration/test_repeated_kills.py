@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from burrow import Burrow, TaskEvent, TaskRecord, TaskStatus
@@ -43,6 +42,8 @@ from tests.integration._procs import (
     FAULT_GRACE,
     WAITERS,
     WorkerPool,
+    alive,
+    children_of,
     exit_code_within,
     fault_pool,
     wait_all,
@@ -67,23 +68,6 @@ class Kill:
     at: float  # wall clock just before the SIGKILL
     journal_open: frozenset[str]  # `start` without `end` on pid, read after it died
     replacement: int  # the new child pid the supervisor started afterwards
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status: str = psutil.Process(pid).status()
-    except psutil.NoSuchProcess:
-        return False
-    return status != "zombie"
-
-
-def children_of(pid: int) -> set[int]:
-    """The live child processes of the supervisor ``pid``."""
-    try:
-        children = psutil.Process(pid).children()
-    except psutil.NoSuchProcess:
-        return set()
-    return {c.pid for c in children if _alive(c.pid)}
 
 
 @pytest.fixture
@@ -176,7 +160,7 @@ async def test_repeated_sigkill_of_supervised_children_loses_nothing(
         )
         at = time.time()
         os.kill(victim, signal.SIGKILL)
-        await eventually(lambda: not _alive(victim), timeout=20, what=f"child {victim} gone")  # noqa: B023
+        await eventually(lambda: not alive(victim), timeout=20, what=f"child {victim} gone")  # noqa: B023
         journal_open = frozenset(open_runs(read_journal(workers.journal), victim))
         seen.add(victim)
 
