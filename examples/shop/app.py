@@ -69,11 +69,10 @@ async def reserve_stock(event: OrderEvent, ctx: TaskContext) -> str:
     """Reserve the stock of a new order, then hand it on.
 
     The follow-ups run again on a redelivery (``applied`` False) while the order still
-    needs them, so a crash between the commit and the publish loses nothing. Events have
-    fixed ids (published twice, they are one event). The task is submitted with a new id
-    each time: a second ``fulfil_order`` finds the order confirmed and does nothing, whereas
-    a fixed task id would make the retry return the first task without publishing, and a
-    first publish that was lost would then never be repaired.
+    needs them, so a crash between the commit and the publish loses nothing. Events and
+    the task have fixed ids: published twice, an event is one event, and submitting the
+    task again returns the first one, publishing its message again only while it is still
+    queued (which repairs a first publish that was lost).
     """
     done = await service.reserve_stock(db, event)
     order = done.order
@@ -81,7 +80,9 @@ async def reserve_stock(event: OrderEvent, ctx: TaskContext) -> str:
         ctx.logger.info("order.created seen before: stock not deducted again", order=order.id)
     if order.status == "reserved":
         await emit(service.event_of(order, "reserved"))
-        await app.submit("fulfil_order", FulfilOrder(order_id=order.id))
+        await app.submit(
+            "fulfil_order", FulfilOrder(order_id=order.id), task_id=f"fulfil-{order.id}"
+        )
     elif order.status == "rejected":
         await emit(service.event_of(order, "rejected", reason=order.reason))
     return order.status
@@ -123,9 +124,9 @@ async def compensate_order(record: TaskRecord) -> None:
     retry_base=0.2,
 )
 async def notify_customer(event: OrderEvent) -> None:
-    """Queue the customer's SMS. A retry may queue a second task for the same event; the
-    outbox's key (the event id) makes it send nothing the second time."""
-    await app.submit("send_sms", service.sms_for(event))
+    """Queue the customer's SMS: one task per event (its id is derived from the event; a
+    retry's submit returns it). The outbox's key (the event id) is the last line."""
+    await app.submit("send_sms", service.sms_for(event), task_id=f"sms-{event.event_id}")
 
 
 @app.task(queue="shop.sms", rate_limit=SMS_RATE, max_retries=5, retry_base=0.5)
