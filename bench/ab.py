@@ -42,20 +42,6 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return name, env
 
 
-async def _empty_raw_queue(bench: Bench, qt: QueueType) -> None:
-    """Start each round on an empty raw queue. A raw drain can leave a few messages behind
-    (seen on quorum queues: its N acks may include redeliveries); say so, then purge."""
-    name = bench._raw_spec(qt).name
-    left = await bench.depth(name)
-    if left:
-        print(f"raw queue held {left} messages from the previous round; purged", flush=True)
-        channel = await bench._channel()
-        try:
-            await (await channel.declare_queue(name, passive=True)).purge()
-        finally:
-            await channel.close()
-
-
 async def run(cfg: Config, variants: dict[str, dict[str, str]]) -> None:
     qt = cfg.queue_types[0]
     bench = Bench(cfg, Progress())
@@ -64,7 +50,10 @@ async def run(cfg: Config, variants: dict[str, dict[str, str]]) -> None:
     try:
         await bench.setup()
         for r in range(cfg.rounds):
-            await _empty_raw_queue(bench, qt)
+            # A raw drain can leave a few messages behind (seen on quorum queues: its N
+            # acks may include redeliveries): start each round on an empty queue, and say so.
+            if left := await bench.empty_raw_queue(qt):
+                print(f"raw queue held {left} messages from the previous round; purged")
             await bench.raw_enqueue(qt, r)
             await asyncio.sleep(1)
             drain = await bench.raw_drain(qt, r)

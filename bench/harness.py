@@ -169,6 +169,18 @@ class Bench:
         assert self.monitor is not None
         return await self.monitor.channel()
 
+    async def empty_raw_queue(self, qt: QueueType) -> int:
+        """Purge the raw baseline's queue; returns how many messages it held."""
+        channel = await self._channel()
+        try:
+            queue = await channel.declare_queue(self._raw_spec(qt).name, passive=True)
+            left = int(queue.declaration_result.message_count or 0)
+            if left:
+                await queue.purge()
+            return left
+        finally:
+            await channel.close()
+
     async def depth(self, queue: str) -> int:
         """Ready messages in ``queue`` (passive declare on a throwaway channel)."""
         channel = await self._channel()
