@@ -21,6 +21,7 @@ metrics loop, not updated per task.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -309,10 +310,9 @@ class WorkerMetrics:
         self.deduplicated = made["burrow_tasks_deduplicated_total"]
         self.fenced = made["burrow_fenced_writes_total"]
         self._webhooks = made["burrow_webhook_deliveries_total"]
-        self._rpc_requests = made["burrow_rpc_requests_total"]
-        self._rpc_duration = made["burrow_rpc_duration_seconds"]
-        self._rpc_children: dict[tuple[str, str], Any] = {}
-        self._rpc_timers: dict[str, Any] = {}
+        # Labelled children made once per label values (the names are the app's handlers).
+        self._rpc_requests = functools.cache(made["burrow_rpc_requests_total"].labels)
+        self._rpc_duration = functools.cache(made["burrow_rpc_duration_seconds"].labels)
         self.publish = PublishMetrics(
             made["burrow_publish_confirm_seconds"], made["burrow_broker_reconnects_total"]
         )
@@ -350,17 +350,10 @@ class WorkerMetrics:
         self._webhooks.labels(outcome).inc()
 
     def rpc(self, name: str, outcome: str, seconds: float | None) -> None:
-        """Count one RPC request's ``outcome``, and its time when it ran (``seconds``);
-        the labelled children are looked up once per (name, outcome)."""
-        child = self._rpc_children.get((name, outcome))
-        if child is None:
-            child = self._rpc_children[name, outcome] = self._rpc_requests.labels(name, outcome)
-        child.inc()
+        """Count one RPC request's ``outcome``, and its time when it ran (``seconds``)."""
+        self._rpc_requests(name, outcome).inc()
         if seconds is not None:
-            timer = self._rpc_timers.get(name)
-            if timer is None:
-                timer = self._rpc_timers[name] = self._rpc_duration.labels(name)
-            timer.observe(seconds)
+            self._rpc_duration(name).observe(seconds)
 
     def set_depth(self, queue: str, ready: int | None, dead: int | None) -> None:
         """Record what was just read of ``queue`` (None: the queue does not exist)."""
