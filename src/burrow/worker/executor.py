@@ -329,7 +329,8 @@ class Executor:
             # Its webhook and on_dead hooks too, unless done before (a crash may have come
             # between the terminal record and the ack).
             await self._webhook(env.task_id, delivery)
-            await self._on_dead(definition.name, env.task_id)
+            if start.extra == TaskStatus.FAILED.value:  # the status, from the start script
+                await self._on_dead(definition.name, env.task_id)
             await delivery.ack()
             return
         if start.code == "busy":
