@@ -19,14 +19,14 @@ from typing import Any
 import httpx
 import pika
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
 from burrow import Burrow, TaskContext, TaskStatus, tracing
 from burrow.api import create_app
+from burrow.testing import capture_spans
 from tests.conftest import eventually, running_worker
 from tests.integration.test_foreign_messages import pika_publish
 
@@ -47,16 +47,8 @@ class Pair(BaseModel):
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """burrow's spans of this test, in memory (finished spans, in end order)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_tracer_provider(provider)
-    try:
+    with capture_spans() as exporter:
         yield exporter
-    finally:
-        tracing.use_tracer_provider(None)
-        tracing.reset()
-        provider.shutdown()
 
 
 @pytest.fixture
