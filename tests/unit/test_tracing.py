@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from burrow import tracing
 from burrow.errors import ConfigurationError
@@ -111,14 +110,11 @@ def test_sdk_disabled_turns_everything_off(monkeypatch: pytest.MonkeyPatch) -> N
 def test_publish_span_replaces_the_traceparent_with_its_own() -> None:
     """With a provider: the publish span is a child of the header's context, and the
     header then names the publish span (so the run becomes its child)."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_tracer_provider(provider)
     headers = {"traceparent": PARENT}
-    with tracing.publish_span(headers, name="add", queue="math", task_id="t1"):
-        pass
-    (span,) = exporter.get_finished_spans()
+    with tracing.in_memory_spans() as exporter:
+        with tracing.publish_span(headers, name="add", queue="math", task_id="t1"):
+            pass
+        (span,) = exporter.get_finished_spans()
     assert span.parent is not None
     assert f"{span.parent.span_id:016x}" == PARENT[36:52]
     assert span.context is not None
