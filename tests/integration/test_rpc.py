@@ -15,6 +15,7 @@ import pytest
 from pydantic import BaseModel
 
 from burrow import Burrow, PayloadInvalid, RpcError, RpcTimeout, TaskContext, Unroutable
+from tests._timing import LATE
 from tests.conftest import eventually, running_worker
 
 pytestmark = pytest.mark.integration
@@ -70,14 +71,15 @@ async def test_64_concurrent_calls_on_one_client(make_app: Callable[..., Burrow]
         elapsed = time.monotonic() - started
     assert [r["tag"] for r in replies] == list(range(64))
     assert len({r["call"] for r in replies}) == 64  # one correlation id per call
-    assert elapsed < 3  # concurrent, not 64 x 0.3 s
+    assert elapsed < 8  # concurrent, not 64 x 0.3 s = 19.2 s
     assert client._rpc_client is not None
     assert client._rpc_client.stats.calls == 64
     assert client._rpc_client.stats.replies == 64
 
 
 async def test_timeout_is_raised_at_the_deadline(make_app: Callable[..., Burrow]) -> None:
-    """A call without a reply raises RpcTimeout (a TimeoutError) at its deadline ± 0.2 s."""
+    """A call without a reply raises RpcTimeout (a TimeoutError) at its deadline, never
+    before it (and not long after)."""
     app = rpc_app(make_app)
     async with running_worker(app):
         await app.call("quote", {"item": "warm-up", "qty": 1}, timeout=5)  # connect first
@@ -85,7 +87,7 @@ async def test_timeout_is_raised_at_the_deadline(make_app: Callable[..., Burrow]
         with pytest.raises(RpcTimeout) as caught:
             await app.call("nap", {"seconds": 3, "tag": "slow"}, timeout=1.0)
         elapsed = time.monotonic() - started
-    assert 1.0 - 0.2 <= elapsed <= 1.0 + 0.2
+    assert 1.0 - 0.05 <= elapsed <= 1.0 + LATE
     assert isinstance(caught.value, TimeoutError)
     assert caught.value.name == "nap"
 
@@ -96,8 +98,8 @@ async def test_handler_error_comes_back_as_an_error(make_app: Callable[..., Burr
     async with running_worker(app):
         started = time.monotonic()
         with pytest.raises(RpcError) as caught:
-            await app.call("explode", {"item": "tea"}, timeout=10)
-        assert time.monotonic() - started < 2  # not a timeout
+            await app.call("explode", {"item": "tea"}, timeout=20)
+        assert time.monotonic() - started < 10  # not a timeout
         # The server's validation error comes back the same way (another app's handler).
         other = make_app()
         with pytest.raises(RpcError) as invalid:
@@ -132,8 +134,8 @@ async def test_call_without_server_is_unroutable(make_app: Callable[..., Burrow]
     app = make_app()
     started = time.monotonic()
     with pytest.raises(Unroutable):
-        await app.call("nobody", {}, timeout=5)
-    assert time.monotonic() - started < 2
+        await app.call("nobody", {}, timeout=20)
+    assert time.monotonic() - started < 10
 
 
 def _pika_call(queue: str, body: dict[str, Any], *, direct: bool, timeout: float) -> Any:
