@@ -122,6 +122,10 @@ def create_app(burrow: Burrow) -> FastAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN: ours serve them from the
+        # package, so they work without internet (burrow.api.docs, installed by ui.mount).
+        docs_url=None,
+        redoc_url=None,
     )
     api.state.burrow_api = state
     errors.install(api)

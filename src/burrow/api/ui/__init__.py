@@ -5,6 +5,10 @@ the pages read the public ``/api/v1`` endpoints and ``/api/v1/events/stream``, l
 client. ``mount`` serves them at ``/ui/`` with headers that keep the page to itself: a
 Content-Security-Policy allowing only its own scripts, styles and API, no framing, and
 no referrer (task ids in URLs stay on the page).
+
+It also serves the files of the API's documentation pages (Swagger UI and ReDoc, from the
+``fastapi-offline`` package) at ``/ui/docs-assets/`` and installs those pages (``/docs``,
+``/redoc``: ``burrow.api.docs``), so they work without internet too.
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from burrow.api import docs
+
 PATH = "/ui"
+#: Where the API docs' Swagger UI and ReDoc files are served (under the dashboard's prefix,
+#: which no application route may take).
+DOCS_ASSETS = f"{PATH}/docs-assets"
 
 SECURITY_HEADERS = [
     (
@@ -57,13 +66,25 @@ class _WithHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _serve(api: FastAPI, path: str, directory: Path, *, name: str, html: bool) -> None:
+    files = _WithHeaders(StaticFiles(directory=directory, html=html))
+    files.route = Mount(path, app=files, name=name)
+    api.router.routes.append(files.route)
+
+
 def mount(api: FastAPI) -> None:
-    """Serve the dashboard at ``/ui/`` (``/ui`` redirects there)."""
+    """Serve the dashboard at ``/ui/`` (``/ui`` redirects there), and the API docs pages
+    with their files.
+
+    Raises:
+        ConfigurationError: the files of the API docs are missing (``docs.assets_dir``).
+    """
 
     async def to_dashboard() -> Response:
         return RedirectResponse(f"{PATH}/", status_code=307)
 
     api.add_api_route(PATH, to_dashboard, include_in_schema=False)
-    files = _WithHeaders(StaticFiles(directory=static_dir(), html=True))
-    files.route = Mount(PATH, app=files, name="ui")
-    api.router.routes.append(files.route)
+    # Before the dashboard's mount, which would otherwise take these paths (and 404).
+    _serve(api, DOCS_ASSETS, docs.assets_dir(), name="docs-assets", html=False)
+    docs.install(api, assets=DOCS_ASSETS)
+    _serve(api, PATH, static_dir(), name="ui", html=True)
