@@ -22,7 +22,17 @@ from burrow.api.deps import ApiState
 from burrow.api.front import ApiFront, LeanRoutes
 from burrow.api.limits import DepthGuard, RateLimiter, parse_rate
 from burrow.api.metrics import ApiMetrics
-from burrow.api.routes import events, health, lifecycle, ops, rpc, schedules, stream, tasks
+from burrow.api.routes import (
+    asyncapi,
+    events,
+    health,
+    lifecycle,
+    ops,
+    rpc,
+    schedules,
+    stream,
+    tasks,
+)
 from burrow.api.security import check_bind, parse_api_keys
 from burrow.app import Burrow
 from burrow.errors import BurrowError, ConfigurationError
@@ -34,6 +44,8 @@ Submit, track, cancel and retry burrow tasks. Every JSON answer is the envelope
 `{"code", "message", "data"}` (plus `"error": {"type", "details"}` on errors), with `code`
 equal to the HTTP status. With `BURROW_API_KEYS` set, `/api/v1` and `/metrics` need
 `Authorization: Bearer <key>`. Each registered task has its own typed submit operation.
+The messaging side (task queues, event exchanges, RPC, dead letters) is described by the
+AsyncAPI document [/asyncapi.json](/asyncapi.json), readable at [/asyncapi](/asyncapi).
 """
 
 
@@ -58,7 +70,17 @@ async def _open(app: Burrow, timeout: float) -> None:
 #: prefixes).
 RESERVED_PREFIXES = ("/api/v1", "/ui")
 RESERVED_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/asyncapi.json",
+        "/asyncapi",
+    }
 )
 
 
@@ -141,6 +163,7 @@ def create_app(burrow: Burrow) -> FastAPI:
     api.include_router(rpc.router)
     api.include_router(health.router)
     api.include_router(stream.router)
+    api.include_router(asyncapi.router)
     for router in burrow.routers:  # the application's own routes (Burrow.include_router)
         _check_own_paths(router)
         api.include_router(router)
