@@ -18,6 +18,11 @@ Choices (docs/architecture.md, docs/wire-format.md):
   server's validation error comes back as an ``RpcError``.
 * **RPC replies are at-most-once** and keep no Redis record: a call that gets no reply in
   time raises ``RpcTimeout``; the request may or may not have run.
+* **Headers are checked before anything is sent.** ``publish`` and ``call`` refuse a header
+  a client may not send (``tasks.headers.check_client_headers``: ``CC``/``BCC``, the broker's
+  ``x-`` names, burrow's own ``x-burrow-*``, an invalid ``traceparent``...) with
+  ``HeaderRefused``, and a routing key, exchange name or event id AMQP cannot carry with a
+  ``ConfigurationError``: a bad message never reaches the shared publish channel.
 """
 
 from __future__ import annotations
@@ -34,7 +39,12 @@ from pydantic import BaseModel
 
 from burrow import tracing
 from burrow.broker.amqp.rpc import RpcClient, RpcReply
-from burrow.broker.topology import Exchange, broadcast_base, event_exchange
+from burrow.broker.topology import (
+    Exchange,
+    broadcast_base,
+    check_routing_key,
+    event_exchange,
+)
 from burrow.errors import (
     BrokerError,
     ConfigurationError,
@@ -46,7 +56,7 @@ from burrow.errors import (
     Unroutable,
 )
 from burrow.tasks.definition import build_definition
-from burrow.tasks.envelope import new_task_id
+from burrow.tasks.envelope import new_task_id, task_id_problem
 from burrow.tasks.handlers import (
     HDR_DEADLINE,
     HDR_RPC_STATUS,
@@ -56,6 +66,7 @@ from burrow.tasks.handlers import (
     Subscriber,
     subscriber_binding,
 )
+from burrow.tasks.headers import check_client_headers
 from burrow.tasks.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -133,6 +144,10 @@ class Messaging:
 
         def register(func: F) -> F:
             sub_name = name or func.__name__
+            try:
+                event_exchange(self.names, exchange)  # the AMQP limit on the full name
+            except ConfigurationError as exc:
+                raise TaskDefinitionError(f"subscriber {sub_name!r}: {exc}") from None
             keys, headers = subscriber_binding(exchange, binding, headers_match)
             try:
                 policy = self._policy(max_retries, retry_base, retry_cap)
@@ -200,19 +215,34 @@ class Messaging:
                 app's subscribers use or that exists on the broker.
             routing_key: the event's routing key (ignored by fanout and headers exchanges).
             payload: any JSON-serialisable value or pydantic model (not validated here).
-            headers: message headers (what a headers exchange matches on).
+            headers: message headers (what a headers exchange matches on): names of
+                letters, digits and ``_ . : -``; text, integer, float or boolean values;
+                never ``CC``/``BCC``, a name RabbitMQ interprets, or burrow's own
+                ``x-burrow-*`` (docs/wire-format.md, "Headers").
             message_id: the event id (default: a new UUID4). Subscribers dedupe by it, so
-                publishing the same id again runs no subscriber twice.
+                publishing the same id again runs no subscriber twice. Printable text; a
+                subscriber runs the event as ``{message_id}:{subscriber}``, which must
+                stay within 255 bytes.
 
         Raises:
             UnknownExchange: ``exchange`` is a name nobody declared.
-            ConfigurationError: the payload is not JSON-serialisable or too large.
+            HeaderRefused: a header a client may not send (a ``ConfigurationError``).
+            ConfigurationError: the payload is not JSON-serialisable or too large, the
+                routing key is over 255 bytes, the exchange name is not one an event
+                exchange may have (or too long with the namespace), or ``message_id`` is
+                not a valid id.
             BrokerUnavailable, PublishTimeout, PublishRejected.
         """
+        hdrs: dict[str, Any] = dict(headers or {})
+        check_client_headers(hdrs)
+        check_routing_key(routing_key)
+        if message_id is not None:
+            problem = task_id_problem(message_id)
+            if problem is not None:
+                raise ConfigurationError(f"message_id refused: {problem}")
         body = self._event_body(payload)
         await self.broker.connect(timeout=self.settings.publish_timeout)
         full_name = await self._ensure_exchange(exchange)
-        hdrs: dict[str, Any] = dict(headers or {})
         event_id = message_id or new_task_id()
         # The publish span (if tracing) puts its own context in hdrs' traceparent.
         with tracing.event_span(
@@ -262,7 +292,10 @@ class Messaging:
         known = self.handlers.exchanges().get(exchange)
         if known is not None:
             return await self.declare_exchange(known)
-        full_name = self.names.exchange(exchange)
+        # The rules of ``Exchange`` names (no amq., not burrow's delay or control exchange)
+        # and the AMQP length limit, before the broker is asked.
+        spec = event_exchange(self.names, Exchange(exchange))
+        full_name = spec.name
         if full_name not in self._exchanges_seen:
             if not await self.broker.exchange_exists(full_name):
                 raise UnknownExchange(exchange)
@@ -290,10 +323,12 @@ class Messaging:
             PayloadInvalid: this app registered the handler and the payload does not
                 validate against its model.
             Unroutable: no server ever declared ``{ns}.rpc.{name}``.
+            HeaderRefused: a header a client may not send (as for ``publish``).
             BrokerUnavailable: not connected, or the connection dropped during the call.
         """
         if timeout <= 0:
             raise ConfigurationError("timeout must be > 0")
+        check_client_headers(headers)
         body = self._rpc_body(name, payload)
         client = await self._rpc()
         hdrs: dict[str, Any] = dict(headers or {})

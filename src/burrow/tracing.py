@@ -22,7 +22,10 @@ The spans burrow makes, and how they link::
 
 The context travels in the W3C ``traceparent`` header of each message (docs/wire-format.md),
 so a foreign producer that sets one has its trace continued, and a retry or a webhook
-message carries it on.
+message carries it on. Every ``traceparent`` read, from an HTTP request or a message, is
+checked strictly first (``envelope.trace_id_of``: the version-00 form in lower-case hex,
+version not ``ff``, ids not all zeros); an invalid one is never continued or passed on: the
+span starts a new trace (or continues the active span) instead.
 
 Off unless configured. ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``, or
 ``OTEL_TRACES_EXPORTER=otlp``) exports over OTLP/HTTP (the ``otlp`` extra),

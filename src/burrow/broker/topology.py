@@ -68,6 +68,45 @@ _INEQUIVALENT = re.compile(
 
 ExchangeType = Literal["direct", "fanout", "topic", "headers"]
 EXCHANGE_TYPES: tuple[str, ...] = ("direct", "fanout", "topic", "headers")
+#: The longest exchange name AMQP 0-9-1 allows (its ``exchange-name`` domain; pamqp refuses
+#: longer ones before anything is sent), namespace prefix included.
+MAX_EXCHANGE_NAME = 127
+#: The longest routing key: an AMQP short string, 255 bytes in UTF-8 (not characters).
+MAX_ROUTING_KEY_BYTES = 255
+#: Unprefixed names of burrow's own exchanges (``{ns}.delay``, ``{ns}.control``): never
+#: event exchanges, so nobody publishes into the delay tiers or to the workers' control
+#: messages through ``app.publish`` or the events route.
+RESERVED_EXCHANGES = frozenset({"delay", "control"})
+
+
+def check_exchange_name(full_name: str) -> str:
+    """``full_name`` (with its namespace prefix) when AMQP allows it as an exchange name.
+
+    Raises:
+        ConfigurationError: it is longer than ``MAX_EXCHANGE_NAME`` characters.
+    """
+    if len(full_name) > MAX_EXCHANGE_NAME:
+        raise ConfigurationError(
+            f"exchange name {full_name[:40]!r}... is {len(full_name)} characters with the "
+            f"namespace prefix; AMQP allows at most {MAX_EXCHANGE_NAME}"
+        )
+    return full_name
+
+
+def check_routing_key(routing_key: str) -> str:
+    """``routing_key`` when AMQP can carry it.
+
+    Raises:
+        ConfigurationError: it is longer than ``MAX_ROUTING_KEY_BYTES`` bytes in UTF-8.
+    """
+    if len(routing_key) > MAX_ROUTING_KEY_BYTES // 4:  # shorter: at most 4 bytes a character
+        size = len(routing_key.encode("utf-8", "surrogatepass"))
+        if size > MAX_ROUTING_KEY_BYTES:
+            raise ConfigurationError(
+                f"the routing key is {size} bytes in UTF-8; AMQP allows at most "
+                f"{MAX_ROUTING_KEY_BYTES}"
+            )
+    return routing_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +117,10 @@ class Exchange:
 
     Raises:
         ConfigurationError: an unknown type, or a name outside ``[A-Za-z0-9_.:-]`` (1-200
-            characters, not starting with ``.``, ``:`` or ``-``; ``amq.`` is reserved).
+            characters, not starting with ``.``, ``:`` or ``-``; ``amq.`` is reserved, and
+            so are burrow's own ``delay`` and ``control``). The AMQP limit on the name with
+            its namespace prefix (``MAX_EXCHANGE_NAME``) is checked where the namespace is
+            known (``event_exchange``).
     """
 
     name: str
@@ -93,6 +135,11 @@ class Exchange:
             raise ConfigurationError(
                 f"exchange name {self.name!r} must be 1-200 characters of letters, digits "
                 "and _ . : - (and not start with amq.)"
+            )
+        if self.name in RESERVED_EXCHANGES:
+            raise ConfigurationError(
+                f"exchange name {self.name!r} is reserved: burrow's own exchange "
+                f"{{namespace}}.{self.name} has it"
             )
 
 
@@ -179,8 +226,12 @@ class Names:
 
 
 def event_exchange(names: Names, exchange: Exchange) -> ExchangeSpec:
-    """The durable exchange ``{ns}.{name}`` of an ``Exchange``."""
-    return ExchangeSpec(names.exchange(exchange.name), exchange.type)
+    """The durable exchange ``{ns}.{name}`` of an ``Exchange``.
+
+    Raises:
+        ConfigurationError: the name with its prefix is too long for AMQP.
+    """
+    return ExchangeSpec(check_exchange_name(names.exchange(exchange.name)), exchange.type)
 
 
 def broadcast_base(subscriber: str) -> str:

@@ -39,8 +39,19 @@ HDR_TRACEPARENT = "traceparent"
 
 JSON = "application/json"
 MAX_ATTEMPT = 1_000_000
+#: The longest task id, in UTF-8 bytes: every copy the worker publishes carries the task id
+#: as its ``message_id``, an AMQP short string (at most 255 bytes).
+MAX_TASK_ID_BYTES = 255
+#: The dead-letter reason of a message whose ``message_id`` (or the task id derived from it)
+#: cannot be a task id (``task_id_problem``).
+BAD_MESSAGE_ID = "bad_message_id"
 
-_TRACEPARENT_RE = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+# W3C trace context, version 00 form (https://www.w3.org/TR/trace-context/#traceparent-header):
+# version, trace id, parent (span) id and flags, lower-case hex. ``fullmatch`` only: ``$``
+# would also accept a trailing newline.
+_TRACEPARENT_RE = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
 
 
 class BadMessage(Exception):
@@ -78,12 +89,45 @@ def new_traceparent() -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
-def trace_id_of(traceparent: str | None) -> str | None:
-    """The trace id inside a ``traceparent`` header, or None when absent or malformed."""
-    if not isinstance(traceparent, str):
+def trace_id_of(traceparent: Any) -> str | None:
+    """The trace id inside a ``traceparent`` header, or None when it is absent or not valid.
+
+    Valid is the W3C version-00 form exactly: ``vv-<32 hex>-<16 hex>-ff`` in lower case,
+    where the version is not ``ff`` (forbidden) and neither id is all zeros (invalid).
+    Every place that reads a ``traceparent`` (HTTP requests, message headers) goes through
+    this check, so an invalid one is never adopted: a new trace starts instead.
+    """
+    if not isinstance(traceparent, str) or len(traceparent) != 55:
         return None
-    m = _TRACEPARENT_RE.match(traceparent)
-    return m.group(1) if m else None
+    m = _TRACEPARENT_RE.fullmatch(traceparent)
+    if m is None or m.group(1) == "ff":
+        return None
+    trace_id = m.group(2)
+    if trace_id == _ZERO_TRACE_ID or m.group(3) == _ZERO_SPAN_ID:
+        return None
+    return trace_id
+
+
+def valid_traceparent(traceparent: Any) -> str | None:
+    """``traceparent`` itself when it is valid (``trace_id_of``), else None."""
+    return traceparent if trace_id_of(traceparent) is not None else None
+
+
+def task_id_problem(task_id: str) -> str | None:
+    """Why ``task_id`` cannot be a task id, or None when it can.
+
+    A task id is printable text (``str.isprintable``: no control characters such as CR,
+    LF or NUL, no line or paragraph separators, no format or unassigned characters) of at
+    most ``MAX_TASK_ID_BYTES`` bytes in UTF-8. Ids end up in HTTP headers (``Location``),
+    log lines and Redis keys, and every copy of a message carries its id as the AMQP
+    ``message_id``.
+    """
+    if not task_id.isprintable():
+        return f"the id {task_id!r} contains control or other non-printable characters"
+    size = len(task_id) if task_id.isascii() else len(task_id.encode())
+    if size > MAX_TASK_ID_BYTES:
+        return f"the id is {size} bytes in UTF-8; at most {MAX_TASK_ID_BYTES} are allowed"
+    return None
 
 
 def parse_envelope(
@@ -101,14 +145,22 @@ def parse_envelope(
     The body is not parsed here (the handler's model validates it straight from bytes),
     but its size and content type are checked first so nothing large or foreign is decoded.
 
+    ``message_id`` is the task id the message runs under (for an event, the subscriber's id
+    derived from it): it must pass ``task_id_problem``.
+
     Raises:
-        BadMessage: ``too_large``, ``bad_content_type``, ``missing_type`` or ``schema_error``.
+        BadMessage: ``too_large``, ``bad_content_type``, ``missing_type``,
+            ``bad_message_id`` or ``schema_error``.
     """
     if len(body) > max_bytes:
         raise BadMessage("too_large", f"body is {len(body)} bytes, limit {max_bytes}")
     _check_content(content_type, content_encoding)
     if not type_:
         raise BadMessage("missing_type", "the AMQP 'type' property must name the task")
+    if message_id:
+        problem = task_id_problem(message_id)
+        if problem is not None:
+            raise BadMessage(BAD_MESSAGE_ID, f"message_id: {problem}")
     hdrs = headers or {}
     traceparent = hdrs.get(HDR_TRACEPARENT)
     trace_id = trace_id_of(traceparent)

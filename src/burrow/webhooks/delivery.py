@@ -33,7 +33,14 @@ from burrow.config import Settings
 from burrow.errors import BrokerError, ConfigurationError, StateError
 from burrow.state.redis import RedisStateStore
 from burrow.tasks.callbacks import CallbackRefused, parse_allowlist
-from burrow.tasks.envelope import HDR_ATTEMPT, HDR_ETA, HDR_TRACEPARENT, eta_header
+from burrow.tasks.envelope import (
+    HDR_ATTEMPT,
+    HDR_ETA,
+    HDR_TRACEPARENT,
+    eta_header,
+    valid_traceparent,
+)
+from burrow.tasks.headers import republishable
 from burrow.tasks.record import WebhookOutcome
 from burrow.tasks.retry import RetryPolicy
 from burrow.webhooks.events import (
@@ -182,7 +189,7 @@ class WebhookDeliverer:
         if eta_ms is not None:
             remaining = eta_ms / 1000 - time.time()
             if remaining > TIER_BASE_MS / 1000:
-                await self._publish(delivery, dict(headers), eta_ms / 1000)
+                await self._publish(delivery, republishable(headers), eta_ms / 1000)
                 await delivery.ack()
                 return
             if remaining > 0:
@@ -193,7 +200,7 @@ class WebhookDeliverer:
             await delivery.ack()
             return
         self.stats.attempts += 1
-        traceparent = _text(headers.get(HDR_TRACEPARENT)) or None
+        traceparent = valid_traceparent(headers.get(HDR_TRACEPARENT))
         with tracing.webhook_span(traceparent, task_id=task_id, attempt=attempt):
             result = await self.attempt(url, wid, delivery.body)
             if result.status_code is not None:
@@ -294,7 +301,7 @@ class WebhookDeliverer:
             if delay is None:
                 delay = self._policy.delay(attempt)
             eta = now + delay
-            headers = dict(delivery.headers)
+            headers = republishable(delivery.headers)
             headers[HDR_ATTEMPT] = attempt + 1
             await self._publish(delivery, headers, eta)
             outcome = WebhookOutcome(
@@ -307,7 +314,9 @@ class WebhookDeliverer:
             self._metrics.webhook(outcome.status if outcome.status != PENDING else "retried")
 
     async def _publish(self, delivery: Delivery, headers: dict[str, Any], eta: float) -> None:
-        """A copy of ``delivery`` due at ``eta``, through the delay tiers (confirmed)."""
+        """A copy of ``delivery`` due at ``eta``, through the delay tiers (confirmed);
+        ``headers`` are the delivery's as ``republishable`` lets them through (never
+        ``CC``/``BCC`` or another header the broker acts on)."""
         headers[HDR_ETA] = eta_header(eta)
         await self._out.publish_delayed(
             self._queue,

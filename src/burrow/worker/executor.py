@@ -39,7 +39,15 @@ from burrow.errors import BrokerError, PayloadInvalid, StateError
 from burrow.observability import bind_attempt, bind_task, unbind_task
 from burrow.tasks.context import TaskContext
 from burrow.tasks.definition import TaskDefinition
-from burrow.tasks.envelope import HDR_ETA, HDR_TRACEPARENT, BadMessage, Envelope, parse_envelope
+from burrow.tasks.envelope import (
+    BAD_MESSAGE_ID,
+    HDR_ETA,
+    HDR_TRACEPARENT,
+    BadMessage,
+    Envelope,
+    parse_envelope,
+    valid_traceparent,
+)
 from burrow.tasks.handlers import event_task_id
 from burrow.tasks.ratelimit import HDR_RATE_SLOT, RATE_SLEEP_MAX
 from burrow.tasks.record import TaskError, TaskEvent
@@ -256,7 +264,10 @@ class Executor:
                 max_bytes=self._max_bytes,
             )
         except BadMessage as bad:
-            await self._park(delivery, queue, bad.reason, bad.detail, message_id)
+            # A refused id is no task id: no record is touched, and the dead letter keeps
+            # the message_id it came with.
+            record_id = None if bad.reason == BAD_MESSAGE_ID else message_id
+            await self._park(delivery, queue, bad.reason, bad.detail, record_id)
             return
         bind_task(env.task_id, env.name, env.attempt, env.trace_id)  # unbound in handle
         if env.eta is not None:
@@ -603,8 +614,11 @@ class Executor:
             return
         url = self._webhooks.url_for(delivery.headers)
         if url is not None:
-            # The run's span (when tracing) is the parent of the webhook delivery's.
-            traceparent = tracing.current_traceparent() or delivery.headers.get(HDR_TRACEPARENT)
+            # The run's span (when tracing) is the parent of the webhook delivery's; else the
+            # message's traceparent, when it is valid.
+            traceparent = tracing.current_traceparent() or valid_traceparent(
+                delivery.headers.get(HDR_TRACEPARENT)
+            )
             await self._webhooks.notify(task_id, url, traceparent=traceparent)
 
     async def _park(

@@ -1,7 +1,10 @@
 """Copies of a delivery that the worker publishes: delayed, retried, dead-lettered.
 
-Every copy keeps the original's ``message_id``, ``type``, body and headers (trace context
-included) and is confirmed by the broker before the original is acked.
+Every copy keeps the original's ``message_id``, ``type`` and body, and the headers that
+``tasks.headers.republishable`` lets through (burrow's own, the trace context and the
+application's plain headers; never ``CC``/``BCC`` or another header the broker acts on, so
+a copy is never routed anywhere but where burrow sends it). Each copy is confirmed by the
+broker before the original is acked.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from burrow.tasks.envelope import (
     HDR_TIER,
     eta_header,
 )
+from burrow.tasks.headers import republishable
 from burrow.tasks.ratelimit import HDR_RATE_SLOT
 from burrow.tasks.record import TaskError
 
@@ -77,7 +81,7 @@ class Republisher:
         marks a copy waiting for the start slot reserved for it at ``eta`` (rate limits);
         every other copy drops that mark and reserves again when it comes back.
         """
-        headers = dict(delivery.headers or {})
+        headers = republishable(delivery.headers)
         if attempt is not None:
             headers[HDR_ATTEMPT] = attempt
         headers[HDR_ETA] = eta_header(eta)
@@ -112,8 +116,9 @@ class Republisher:
         """Put a copy of ``delivery`` in ``queue``'s dead-letter queue with why it died
         and, for tasks that ran, the errors of their failed runs (``history``)."""
         queue = self._dead_letters_of.get(queue, queue)
-        headers = dict(delivery.headers or {})
-        headers.pop(HDR_ETA, None)
+        headers = republishable(delivery.headers)
+        for stale in (HDR_ETA, HDR_RATE_SLOT, HDR_HISTORY):
+            headers.pop(stale, None)
         headers[HDR_REASON] = error.reason or "error"
         headers[HDR_ERROR] = error.model_dump_json(exclude={"traceback"}, exclude_none=True)
         headers[HDR_RUNS] = runs
@@ -145,12 +150,17 @@ class Republisher:
         priority: int | None = None,
     ) -> None:
         """Publish to ``routing_key`` (a work queue) through the delay tier that fits
-        the time left until ``eta``, or straight to the queue when it is (nearly) due."""
+        the time left until ``eta``, or straight to the queue when it is (nearly) due.
+
+        ``headers`` must already be filtered (``republishable``) when they come from a
+        delivery; the delay tier header is set here, and dropped when the copy goes
+        straight to the queue."""
         tier = tier_for((eta - time.time()) * 1000)
         if delivery is not None:
             message_id = message_id or delivery.message_id
             type_, priority = delivery.type, delivery.priority
         if tier is None:
+            headers.pop(HDR_TIER, None)
             await self._broker.publish(
                 routing_key,
                 body,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -72,5 +73,8 @@ async def retry_task(task_id: TaskId, state: ApiState = State, _who: str = Write
         record,
         status=202,
         message="retrying",
-        headers={"Location": f"{PREFIX}/tasks/{handle.id}"},
+        # Percent-encoded: a task id may hold any character (a foreign producer's
+        # message_id, a Python task_id) and a raw CR or LF in a header value breaks the
+        # response.
+        headers={"Location": f"{PREFIX}/tasks/{quote(handle.id, safe='')}"},
     )

@@ -29,6 +29,7 @@ from aio_pika.abc import AbstractRobustChannel
 from pamqp.commands import Basic
 
 from burrow.broker.amqp._errors import map_amqp_errors
+from burrow.broker.amqp.publisher import FRAME_OVERHEAD, encode_message
 from burrow.errors import BrokerUnavailable
 from burrow.tasks.envelope import JSON
 
@@ -139,14 +140,14 @@ class RpcClient:
                 dropped as late).
             Unroutable: no queue ``routing_key`` exists (no server ever declared it).
             BrokerUnavailable: not connected, or the connection dropped during the call.
+            ConfigurationError: the request cannot be sent safely (``encode_message``: a
+                ``CC``/``BCC`` header, which would make the broker close the channel every
+                call in flight shares, or a request AMQP cannot encode).
         """
         channel = self._underlay
         if channel is None or channel.is_closed:
             raise BrokerUnavailable("the rpc channel is not open (reconnecting)")
         corr = uuid.uuid4().hex
-        future: asyncio.Future[RpcReply] = asyncio.get_running_loop().create_future()
-        self._pending[corr] = future
-        self.stats.calls += 1
         properties = Basic.Properties(
             content_type=JSON,
             delivery_mode=1,  # a request is worth nothing after its caller gave up
@@ -158,6 +159,19 @@ class RpcClient:
             timestamp=datetime.now(tz=UTC),
             expiration=str(max(1, int(timeout * 1000))),
         )
+        limit = int(getattr(channel, "max_content_size", 0) or 0)
+        encode_message(  # only to check it: basic_publish encodes it again
+            channel_number=channel.number,
+            exchange="",
+            routing_key=routing_key,
+            properties=properties,
+            mandatory=True,
+            body_size=len(body),
+            frame_max=limit + FRAME_OVERHEAD if limit else 0,
+        )
+        future: asyncio.Future[RpcReply] = asyncio.get_running_loop().create_future()
+        self._pending[corr] = future
+        self.stats.calls += 1
         try:
             async with asyncio.timeout(timeout):
                 with map_amqp_errors(queue=routing_key, what=f"rpc call to {routing_key!r}"):
