@@ -48,6 +48,11 @@ class Keys:
         """Sorted set: worker ids scored by last heartbeat."""
         return f"{self.prefix}workers"
 
+    def rates(self, minute: int) -> str:
+        """Hash (expiring): task counts of the Unix minute ``minute``, field
+        ``{second}:{kind}`` (``state.rates``)."""
+        return f"{self.prefix}rates:{minute}"
+
     @property
     def terminal_channel(self) -> str:
         """Pub/sub channel: ``{task_id}:{status}`` when a task reaches a terminal state."""

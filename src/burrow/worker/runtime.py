@@ -4,7 +4,9 @@ Lifecycle: connect (retrying until the broker and Redis answer) -> declare topol
 consume -> on stop: cancel consumers, let in-flight tasks finish within ``grace``, give the
 rest back (lease released, message requeued), close. Maintenance loops renew the leases of
 running attempts, reap expired leases of dead workers, write heartbeats, and drop entries of
-expired records from the listing index.
+expired records from the listing index. Once a second the worker adds the runs it started,
+finished and failed to per-second counters in Redis (``worker._rates``), from which the
+dashboard's throughput chart starts.
 
 Besides its work queues each worker consumes its own exclusive queue bound to the
 ``{ns}.control`` fanout exchange: ``Burrow.cancel`` of a running task tells every worker
@@ -47,12 +49,14 @@ from burrow.broker.topology import (
     webhook_queue,
 )
 from burrow.errors import BrokerError, ConfigurationError, StateError, StateUnavailable
+from burrow.state.rates import RateCounters
 from burrow.tasks.definition import TaskDefinition
 from burrow.tasks.handlers import Subscriber
 from burrow.tasks.ratelimit import rate_sleepers
 from burrow.webhooks.delivery import WebhookDeliverer
 from burrow.webhooks.events import WEBHOOK_QUEUE
 from burrow.webhooks.notify import WebhookNotifier
+from burrow.worker._rates import RateRecorder
 from burrow.worker.executor import EventRoute, Executor, ExecutorStats
 from burrow.worker.publishing import Republisher
 from burrow.worker.rpc import RpcServer, RpcServerStats
@@ -212,6 +216,10 @@ class Worker:
             async with asyncio.TaskGroup() as tg:
                 done = asyncio.Event()
                 tg.create_task(self._maintain(done), name="maintenance")
+                # Per-second counts for the dashboard's chart: read from the executor's
+                # counters, written once a second (nothing per task).
+                rates = RateRecorder(RateCounters(app.state), executor.stats, app.clock)
+                tg.create_task(rates.run(done), name="rates")
                 if self.metrics is not None:
                     tg.create_task(self._sample(self.metrics, executor, done), name="metrics")
                 await self._consume_all(executor)

@@ -13,8 +13,12 @@ subscriber and runs until the app shuts down:
 * a comment line every 15 s keeps proxies from closing an idle stream.
 
 A new stream first gets a ``hello`` event with the rate history (five minutes), so a chart
-starts full. A client too slow to take its events gets ``resync`` (reload your lists)
-instead of an unbounded buffer. The stream needs the ``read`` scope with the usual
+starts full: the hub's own points, after those of the minutes before it started, read once
+from the per-second counters the workers keep in Redis (``state.rates``; submissions from
+the listing index), so a dashboard opened after work ran unwatched shows that work.
+
+A client too slow to take its events gets ``resync`` (reload your lists) instead of an
+unbounded buffer. The stream needs the ``read`` scope with the usual
 ``Authorization`` header; browsers read it with ``fetch`` (``EventSource`` cannot send
 headers, and the API refuses keys in URLs, which end up in logs).
 """
@@ -42,6 +46,7 @@ from burrow.api.routes.tasks import PREFIX, TaskId
 from burrow.app import Burrow
 from burrow.errors import BurrowError, TaskNotFound
 from burrow.state.feed import TaskFeed
+from burrow.state.rates import RateCounters
 from burrow.tasks.record import TaskEvent
 
 log = structlog.get_logger("burrow.api.stream")
@@ -52,6 +57,7 @@ POLL_SECONDS = 1.0
 STATS_SECONDS = 2.0
 HEARTBEAT_SECONDS = 15.0
 HISTORY_POINTS = 150  # five minutes of STATS_SECONDS points
+HISTORY_SECONDS = int(HISTORY_POINTS * STATS_SECONDS)
 COUNT_SAMPLE = 1000  # statuses counted over the newest this many tasks
 CLIENT_BUFFER = 2000  # events queued for one client before it must resync
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -83,6 +89,11 @@ class StreamHub:
         self._queue_failed: Counter[str] = Counter()
         self._last_stats_at = burrow.clock.monotonic()
         self._history: deque[dict[str, float]] = deque(maxlen=HISTORY_POINTS)
+        #: The points before the hub started come from Redis, once (``_backfill``).
+        self._counters = RateCounters(burrow.state)
+        self._opened_at = int(burrow.clock.time())
+        self._backfilled = False
+        self._backfill_lock = asyncio.Lock()
         self._stats: dict[str, Any] | None = None
         self._failing: set[str] = set()  # loops whose last round failed (logged once)
 
@@ -113,8 +124,32 @@ class StreamHub:
                     with contextlib.suppress(asyncio.QueueEmpty):
                         queue.get_nowait()  # a lagging client loses an event, not the end
 
-    def hello(self) -> bytes:
+    async def hello(self) -> bytes:
+        """The ``hello`` event: the rate history (see ``_backfill``) and the latest stats."""
+        await self._backfill()
         return sse("hello", {"history": list(self._history), "stats": self._stats})
+
+    async def _backfill(self) -> None:
+        """Put the rates of the ``HISTORY_SECONDS`` before the hub started in front of its
+        own points, read once from Redis; while Redis fails, each new stream tries again
+        (and gets what the hub has)."""
+        if self._backfilled:
+            return
+        async with self._backfill_lock:
+            if self._backfilled:
+                return
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await self._burrow.state.open()
+                    past = await self._counters.history(
+                        end=self._opened_at, seconds=HISTORY_SECONDS, step=int(STATS_SECONDS)
+                    )
+            except _ERRORS as exc:
+                self._trouble("history", exc)
+                return
+            self._trouble("history", None)
+            self._history = deque([*past, *self._history], maxlen=HISTORY_POINTS)
+            self._backfilled = True
 
     async def aclose(self) -> None:
         await self._background.aclose()
@@ -294,7 +329,7 @@ async def close_hub(api: FastAPI) -> None:
 async def _events(request: Request, hub: StreamHub) -> AsyncIterator[bytes]:
     queue = hub.subscribe()
     try:
-        yield b"retry: 2000\n\n" + hub.hello()
+        yield b"retry: 2000\n\n" + await hub.hello()
         while True:
             try:
                 async with asyncio.timeout(HEARTBEAT_SECONDS):
