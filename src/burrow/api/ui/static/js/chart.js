@@ -2,7 +2,7 @@
 import { s, fmtTime } from "./util.js";
 
 const SERIES = ["submitted", "succeeded", "failed"];
-const W = 720, H = 220, PAD = { l: 44, r: 12, t: 10, b: 24 };
+const H = 220, PAD = { l: 44, r: 12, t: 10, b: 24 };
 
 function niceMax(value) {
   if (value <= 1) return 1;
@@ -18,6 +18,10 @@ function label(v) {
 /** Render points [{t, submitted, succeeded, failed}] (per second) into the <svg> element. */
 export function drawChart(svg, points, maxSeconds = 300) {
   svg.replaceChildren();
+  // Drawn at the element's own width: a stretched drawing would squeeze the labels on a
+  // narrow screen. Each redraw (every stats event) follows a resize.
+  const W = Math.max(240, Math.round(svg.clientWidth || 720));
+  const xTicks = W < 560 ? 3 : 5;
   // The window grows with the history, from one minute up to `maxSeconds`.
   const span = points.length ? points[points.length - 1].t - points[0].t : 0;
   const windowSeconds = Math.min(maxSeconds, Math.max(60, Math.ceil(span / 60) * 60));
@@ -35,10 +39,10 @@ export function drawChart(svg, points, maxSeconds = 300) {
     svg.append(s("line", { class: "grid-line", x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v) }));
     svg.append(s("text", { class: "axis", x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end" }, label(v)));
   }
-  for (let i = 0; i <= 5; i++) {
-    const t = start + (windowSeconds * i) / 5;
-    svg.append(s("text", { class: "axis", x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === 5 ? "end" : "middle" },
-      i === 5 ? "now" : fmtTime(t)));
+  for (let i = 0; i <= xTicks; i++) {
+    const t = start + (windowSeconds * i) / xTicks;
+    svg.append(s("text", { class: "axis", x: x(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === xTicks ? "end" : "middle" },
+      i === xTicks ? "now" : fmtTime(t)));
   }
   for (const key of SERIES) {
     if (shown.length < 2) continue;
