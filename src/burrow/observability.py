@@ -12,16 +12,19 @@ httpx, a handler's ``logging`` calls) go through the same processors and rendere
 Payloads and secrets never reach the logs unless asked for: the redaction processor masks
 URL passwords and any value under a key that names a secret, and hides values under
 payload keys (``payload``, ``body``, ``result``, ``args``, ``kwargs``) unless
-``BURROW_LOG_PAYLOADS`` is true.
+``BURROW_LOG_PAYLOADS`` is true. ``redacting()`` adds that redaction to whatever structlog
+set-up is in force for a block, when it lacks it: ``burrow.testing.running_worker`` runs a
+worker under it, so a test's worker hides payloads as ``burrow worker`` does.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from contextvars import ContextVar
 from typing import Any, TextIO
 
@@ -44,9 +47,28 @@ _task_context: ContextVar[dict[str, Any] | None] = ContextVar("burrow_task", def
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: mask secrets in keys and URL passwords in values; hide
     payloads unless ``BURROW_LOG_PAYLOADS`` is on."""
+    return _redact(event, log_payloads=_log_payloads)
+
+
+class Redactor:
+    """structlog processor: ``redact`` with its own payload switch (``redacting`` uses it,
+    so a block's setting never changes the process's)."""
+
+    __slots__ = ("log_payloads",)
+
+    def __init__(self, *, log_payloads: bool) -> None:
+        self.log_payloads = log_payloads
+
+    def __call__(
+        self, _logger: Any, _method: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        return _redact(event, log_payloads=self.log_payloads)
+
+
+def _redact(event: MutableMapping[str, Any], *, log_payloads: bool) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if key in PAYLOAD_KEYS:
-            if not _log_payloads:
+            if not log_payloads:
                 event[key] = HIDDEN
             elif isinstance(value, bytes | bytearray):
                 event[key] = bytes(value).decode("utf-8", errors="replace")
@@ -55,6 +77,34 @@ def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mutab
         elif isinstance(value, str) and "://" in value:
             event[key] = _URL_PASSWORD.sub(r"\1***@", value)
     return event
+
+
+@contextlib.contextmanager
+def redacting(*, log_payloads: bool = False) -> Iterator[None]:
+    """For the block, make structlog's processors in force redact as ``configure_logging``'s
+    do (``merge_task_context`` and redaction, just before the last processor, which renders
+    or captures), unless they redact already; put them back as they were afterwards.
+
+    The processor list is changed in place, as ``structlog.testing.capture_logs`` does:
+    loggers already bound hold that very list. Not thread-safe: enter and leave it while no
+    other thread logs.
+    """
+    processors = structlog.get_config()["processors"]
+    if any(p is redact or isinstance(p, Redactor) for p in processors):
+        yield
+        return
+    added: list[Any] = [] if merge_task_context in processors else [merge_task_context]
+    added.append(Redactor(log_payloads=log_payloads))
+    at = max(len(processors) - 1, 0)
+    processors[at:at] = added
+    try:
+        yield
+    finally:
+        for processor in added:
+            for i, present in enumerate(processors):
+                if present is processor:
+                    del processors[i]
+                    break
 
 
 def bind_task(task_id: str, name: str, attempt: int, trace_id: str) -> None:
@@ -168,9 +218,11 @@ __all__ = [
     "HIDDEN",
     "PAYLOAD_KEYS",
     "TASK_KEYS",
+    "Redactor",
     "bind_attempt",
     "bind_task",
     "configure_logging",
     "redact",
+    "redacting",
     "unbind_task",
 ]

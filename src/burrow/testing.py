@@ -20,6 +20,12 @@ store yet (``docs/architecture.md``, "Not built yet").
 Also here: ``FakeClock`` (time you move by hand, for code that takes a ``Clock``),
 ``capture_logs`` (structlog's, to assert on burrow's log events) and ``capture_spans``
 (burrow's OpenTelemetry spans in memory).
+
+Logs keep task data out as ``burrow worker``'s do, whatever structlog set-up the test runs
+under: ``running_worker`` and ``capture_logs`` add burrow's redaction to it when it lacks
+it (``burrow.observability.redacting``), so payloads and results show as hidden unless
+``BURROW_LOG_PAYLOADS`` (``Settings.log_payloads``) or ``capture_logs(log_payloads=True)``
+asks for them.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
-from structlog.testing import capture_logs
+import structlog.testing
+from structlog.typing import EventDict
 
 from burrow import tracing
 from burrow.app import Burrow
 from burrow.broker.topology import TIERS_MS
 from burrow.errors import BurrowError
+from burrow.observability import redacting
 from burrow.webhooks.events import WEBHOOK_QUEUE
 from burrow.worker.runtime import Worker
 
@@ -77,12 +85,22 @@ async def running_worker(
     """Run a worker for ``app`` in this event loop for the block: it is consuming every
     queue when the block starts, and stopped gracefully (in-flight tasks finish within
     ``BURROW_GRACE``) when it ends. ``options`` go to ``Worker`` (``concurrency``,
-    ``queues``, ...).
+    ``queues``, ...). Its log lines hide payloads and secrets as ``burrow worker``'s do,
+    unless ``app.settings.log_payloads`` (``BURROW_LOG_PAYLOADS``) is on.
 
     Raises:
         TimeoutError: not consuming within ``ready_timeout`` seconds.
         The worker's own error, if it stopped on one before it was ready.
     """
+    with redacting(log_payloads=app.settings.log_payloads):
+        async with _worker(app, ready_timeout, stop_timeout, options) as worker:
+            yield worker
+
+
+@contextlib.asynccontextmanager
+async def _worker(
+    app: Burrow, ready_timeout: float, stop_timeout: float, options: dict[str, Any]
+) -> AsyncIterator[Worker]:
     stop = asyncio.Event()
     worker = Worker(app, **options)
     task = asyncio.create_task(worker.run(stop))
@@ -144,6 +162,15 @@ async def purge(
     finally:
         with contextlib.suppress(BurrowError):
             await app.close()
+
+
+@contextlib.contextmanager
+def capture_logs(*, log_payloads: bool = False) -> Iterator[list[EventDict]]:
+    """Collect the log events of the block (structlog's ``capture_logs``) as burrow's logs
+    carry them: with the task context and with payloads and secrets redacted (payloads shown
+    when ``log_payloads``). Each event is a dict, ``event`` and ``log_level`` included."""
+    with structlog.testing.capture_logs() as events, redacting(log_payloads=log_payloads):
+        yield events
 
 
 @contextlib.contextmanager
