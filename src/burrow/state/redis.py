@@ -471,6 +471,14 @@ class RedisStateStore:
             raw = await self._redis().hgetall(self.keys.task(task_id))
         return _record(raw) if raw else None
 
+    async def statuses(self, task_ids: list[str]) -> dict[str, str | None]:
+        """The current status of each of ``task_ids`` (None: no record), in one pipeline."""
+        k = self.keys
+        found = await asyncio.gather(
+            *(self._command("HGET", k.task(i), "status") for i in task_ids)
+        )
+        return {i: None if v is None else _text(v) for i, v in zip(task_ids, found, strict=True)}
+
     async def history(self, task_id: str) -> list[TaskEvent]:
         """The task's events, oldest first."""
         with map_redis_errors("read history"):

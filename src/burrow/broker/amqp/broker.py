@@ -497,6 +497,33 @@ class AmqpBroker:
                         break
         return done
 
+    async def take(
+        self, name: str, handler: Callable[[Delivery], Awaitable[bool]], *, limit: int
+    ) -> int:
+        """Go through the messages of ``name`` once: each is removed (acked) when ``handler``
+        returns True and left in the queue when it returns False. Stops after ``limit``
+        removals or at the end of the queue; returns how many were removed.
+
+        A message left is held unacked until the end, so the next ``basic.get`` reaches the
+        one behind it; the broker puts every held message back (flagged ``redelivered``)
+        when the channel closes. An exception from ``handler`` ends the pass the same way,
+        removing nothing more.
+        """
+        done = 0
+        async with self._scratch_channel(name, f"read {name}") as channel:
+            if channel is None:
+                return 0
+            while done < limit:
+                with map_amqp_errors(queue=name, what=f"read {name}"):
+                    raw = await channel.basic_get(name, no_ack=False)
+                if raw.delivery_tag is None:
+                    break
+                if await handler(Delivery(raw)):
+                    with map_amqp_errors(queue=name, what=f"remove from {name}"):
+                        await channel.basic_ack(raw.delivery_tag)
+                    done += 1
+        return done
+
     async def purge(self, name: str) -> int:
         """Delete every ready message of ``name``; returns how many."""
         async with self._scratch_channel(name, f"purge {name}") as channel:
