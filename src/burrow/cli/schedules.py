@@ -12,13 +12,14 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from burrow.app import Burrow
 from burrow.cli._async import run
+from burrow.cli._tables import CliTable, Col
 from burrow.cli.loader import load_app
 from burrow.observability import configure_logging
 from burrow.scheduler import Scheduler
+from burrow.scheduling import ScheduleInfo
 
 out = Console()
 
@@ -107,23 +108,31 @@ def _when(t: float | None) -> str:
 
 
 async def _list(app: Burrow) -> None:
-    table = Table("id", "task", "cron", "time zone", "misfire", "source", "last fired", "next")
     try:
-        for info in await app.list_schedules():
-            s = info.schedule
-            table.add_row(
-                s.id,
-                s.task,
-                s.cron.expression,
-                s.cron.timezone,
-                s.misfire.value,
-                s.source.value,
-                _when(info.last_fired),
-                _when(info.next_fire),
-            )
+        found = await app.list_schedules()
     finally:
         await app.close()
-    out.print(table)
+    out.print(schedules_table(found))
+
+
+def schedules_table(found: list[ScheduleInfo]) -> CliTable:
+    """The ``burrow schedules list`` table (also used by tests)."""
+    table = CliTable(
+        Col("id", "id"), "task", "cron", "time zone", "misfire", "source", "last fired", "next"
+    )
+    for info in found:
+        s = info.schedule
+        table.add_row(
+            s.id,
+            s.task,
+            s.cron.expression,
+            s.cron.timezone,
+            s.misfire.value,
+            s.source.value,
+            _when(info.last_fired),
+            _when(info.next_fire),
+        )
+    return table
 
 
 async def _add(

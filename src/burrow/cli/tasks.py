@@ -52,7 +52,7 @@ async def _submit(
 ) -> int:
     async with app:
         handle = await app.submit(name, data, delay=delay, idempotency_key=key, priority=priority)
-        out.print(handle.id)
+        out.print(handle.id, soft_wrap=True, markup=False, highlight=False)  # whole, one line
         if wait is None:
             return 0
         try:

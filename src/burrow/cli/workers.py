@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from burrow.app import Burrow
 from burrow.cli._async import run
+from burrow.cli._tables import CliTable, Col
 from burrow.cli.loader import load_app
 
 out = Console()
@@ -28,8 +28,9 @@ def workers(
         bool, typer.Option("--json", help="Print the heartbeats as JSON, one list.")
     ] = False,
 ) -> None:
-    """List the live workers: id, host, pid, queues, concurrency, tasks in flight, tasks
-    processed, when each started and when it was last seen.
+    """List the live workers: id, host, pid, the queues each consumes (task queues, then
+    subscriber and RPC queues), concurrency, tasks in flight, tasks processed, when each
+    started and when it was last seen.
 
     A worker is live while its heartbeat (every BURROW_WORKER_HEARTBEAT seconds, kept for
     three intervals) has not expired."""
@@ -60,16 +61,16 @@ def _ago(now: float, at: Any) -> str:
     return f"{seconds:.0f}s ago"
 
 
-def render(beats: list[dict[str, Any]], *, now: float) -> Table:
+def render(beats: list[dict[str, Any]], *, now: float) -> CliTable:
     """The workers table (also used by tests)."""
-    table = Table(
-        "id",
+    table = CliTable(
+        Col("id", "id"),
         "host",
-        "pid",
-        "queues",
-        "concurrency",
-        "in flight",
-        "processed",
+        Col("pid", "number"),
+        Col("queues", "grow"),
+        Col("concurrency", "number"),
+        Col("in flight", "number"),
+        Col("processed", "number"),
         "started",
         "last seen",
         title=f"{len(beats)} live worker{'s' if len(beats) != 1 else ''}",
@@ -79,7 +80,7 @@ def render(beats: list[dict[str, Any]], *, now: float) -> Table:
             str(beat.get("id", "-")),
             str(beat.get("host", "-")),
             str(beat.get("pid", "-")),
-            ", ".join(beat.get("queues") or []) or "-",
+            _consumed(beat),
             str(beat.get("concurrency", "-")),
             str(beat.get("in_flight", "-")),
             str(beat.get("processed", "-")),
@@ -87,3 +88,12 @@ def render(beats: list[dict[str, Any]], *, now: float) -> Table:
             _ago(now, beat.get("last_seen")),
         )
     return table
+
+
+def _consumed(beat: dict[str, Any]) -> str:
+    """The queues a worker consumes, one a line: task queues, then subscriber queues and
+    RPC request queues (heartbeats of older workers have task queues only)."""
+    lines = [str(q) for q in beat.get("queues") or []]
+    lines += [f"{q} (subscriber)" for q in beat.get("subscriber_queues") or []]
+    lines += [f"{q} (rpc)" for q in beat.get("rpc_queues") or []]
+    return "\n".join(lines) or "-"
