@@ -483,6 +483,10 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "queues": list(st.queues),
+            # Named as burrow queues and the API list them: a shared queue, or sub.{name}
+            # for a broadcast subscriber (its own queue here is sub.{name}.{worker id}).
+            "subscriber_queues": [sub.queue for sub in self.subscribers],
+            "rpc_queues": [definition.queue for definition in self.rpc_handlers],
             "concurrency": st.concurrency,
             "in_flight": st.in_flight,
             "processed": st.succeeded + st.dead,
