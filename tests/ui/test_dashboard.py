@@ -89,7 +89,7 @@ async def test_replay_and_purge_dead_letters_from_the_ui(base: str, page: Page) 
     await expect(page.locator(f'tr[data-id="{charge}"]')).to_be_visible(timeout=LIVE)
     await shot(page, "dead-letters")
 
-    await page.get_by_role("button", name="Replay").click()
+    await page.get_by_role("button", name="Replay", exact=True).click()  # not a row's
     await expect(page.locator(".toast")).to_contain_text("Replayed 1 dead letter")
     await eventually(lambda: _is(base, charge, "succeeded"), timeout=20, what="replayed run")
     await expect(page.locator(f'tr[data-id="{charge}"]')).to_have_count(0, timeout=LIVE)

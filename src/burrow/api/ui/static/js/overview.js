@@ -23,8 +23,10 @@ export async function overview(main, live) {
 
   const queueBody = h("tbody");
   const queueTable = h("div", { class: "table-wrap" }, h("table", { class: "queues" },
-    h("thead", {}, h("tr", {}, ["Queue", "Ready", "Consumers", "In", "Done", "Failed", "Dead letters"].map((c, i) =>
-      h("th", { scope: "col", class: i ? "num" : null }, c)))), queueBody));
+    h("thead", {}, h("tr", {}, ["Queue", "Kind", "Ready", "Consumers", "In", "Done", "Failed", "Dead letters"].map((c, i) =>
+      h("th", { scope: "col", class: i > 1 ? "num" : null }, c)))), queueBody));
+  // The stream's queue figures carry no kind: it comes from GET /queues (fixed per app).
+  const kinds = Object.fromEntries(queues.map((q) => [q.name, q.kind]));
 
   const workerList = h("div");
   const { table: recentTable, body: recentBody } = taskTable(recent.items, "No tasks yet. Submit one: POST /api/v1/tasks/{name}.");
@@ -44,13 +46,14 @@ export async function overview(main, live) {
   function renderQueues(list) {
     queueBody.replaceChildren(...(list.length ? list.map((q) => h("tr", { dataset: { queue: q.name } },
       h("td", {}, h("strong", {}, q.name)),
+      h("td", { "data-field": "kind" }, h("span", { class: "kind" }, q.kind || kinds[q.name] || "—")),
       h("td", { class: "num", "data-field": "depth" }, fmtNumber(q.depth)),
       h("td", { class: "num" }, fmtNumber(q.consumers)),
       h("td", { class: "num" }, q.in_rate === undefined ? "—" : fmtRate(q.in_rate)),
       h("td", { class: "num" }, q.done_rate === undefined ? "—" : fmtRate(q.done_rate)),
       h("td", { class: "num" }, q.failed_rate === undefined ? "—" : fmtRate(q.failed_rate)),
       h("td", { class: "num" }, q.dead_letters ? h("a", { href: `#/dead-letters?queue=${encodeURIComponent(q.name)}` }, fmtNumber(q.dead_letters)) : fmtNumber(q.dead_letters)),
-    )) : [h("tr", {}, h("td", { class: "empty", colspan: 7 }, "This app has no queues."))]));
+    )) : [h("tr", {}, h("td", { class: "empty", colspan: 8 }, "This app has no queues."))]));
   }
 
   function renderWorkers(list) {
