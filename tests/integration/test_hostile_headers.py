@@ -312,25 +312,25 @@ async def test_a_hostile_publish_does_not_fail_concurrent_requests(
         got.append(p)
 
     url = "/api/v1/events/crowd.events"
-    hostile = [
+    hostile: list[dict[str, Any]] = [
         {"payload": -1, "headers": {"CC": app.names.queue("crowd-sub")}},
         {"payload": -2, "headers": {"BCC": "x"}},
         {"payload": -3, "routing_key": "é" * 150},
     ]
     async with running_worker(app), http(app) as client:
         assert (await client.post(url, json={"payload": 0})).status_code == 202
-        requests = [{"payload": n} for n in range(1, 41)]
-        for i, bad in enumerate(hostile):
-            requests.insert(10 * (i + 1), bad)
+        requests: list[dict[str, Any]] = [{"payload": n} for n in range(1, 41)]
+        for i, body in enumerate(hostile):
+            requests.insert(10 * (i + 1), body)
         answers = await asyncio.gather(*(client.post(url, json=body) for body in requests))
         plain = [
             r.status_code for body, r in zip(requests, answers, strict=True) if body["payload"] >= 0
         ]
-        bad = [
+        refused = [
             r.status_code for body, r in zip(requests, answers, strict=True) if body["payload"] < 0
         ]
         assert plain == [202] * 40
-        assert bad == [422] * 3
+        assert refused == [422] * 3
         await eventually(lambda: len(got) >= 41, timeout=15, what="every plain event")
     assert sorted(got) == list(range(41))
 
@@ -367,9 +367,10 @@ async def test_app_publish_and_call_refuse_before_sending(
 async def test_a_bad_message_fails_alone_in_its_publish_batch(
     make_app: Callable[..., Burrow],
 ) -> None:
-    """On one shared confirm channel, publishes that AMQP cannot encode or that the broker
-    would close the channel for fail alone with a ConfigurationError; the others queued
-    with them in the same batch are confirmed, and the channel stays usable."""
+    """On one shared confirm channel, publishes that AMQP cannot encode, or that the broker
+    would close the channel or the connection for, fail alone with a ConfigurationError;
+    the others queued with them in the same batch are confirmed, and the channel stays
+    usable."""
     app = make_app(publish_channels=1)
     await app.connect(timeout=5)
     await app.declare_queue("default")
@@ -384,6 +385,8 @@ async def test_a_bad_message_fails_alone_in_its_publish_batch(
         broker.publish(queue, b"1", headers={"CC": "x"}),  # the broker closes the channel
         broker.publish(queue, b"1", headers={"big": 2**64}),  # not encodable
         broker.publish(queue, b"1", exchange="x" * 128),  # exchange name over 127
+        # Headers larger than the frame size: the broker would close the whole connection.
+        broker.publish(queue, b"1", headers={f"h{i}": "v" * 1000 for i in range(200)}),
     ]
     results = await asyncio.gather(
         *[good(n) for n in range(10)],
@@ -391,8 +394,51 @@ async def test_a_bad_message_fails_alone_in_its_publish_batch(
         *[good(n) for n in range(10, 20)],
         return_exceptions=True,
     )
-    oks = results[:10] + results[14:]
+    oks = results[:10] + results[15:]
     assert oks == [None] * 20
-    assert all(isinstance(r, ConfigurationError) for r in results[10:14]), results[10:14]
+    assert all(isinstance(r, ConfigurationError) for r in results[10:15]), results[10:15]
     await good(20)
     assert await depth(app, queue) == 21
+
+
+async def test_undecodable_properties_are_dead_lettered_without_dropping_the_connection(
+    make_app: Callable[..., Burrow],
+) -> None:
+    """A message whose message_id is not UTF-8 (which pamqp cannot decode) is dead-lettered
+    as bad_properties with its body, and the task published after it runs: the worker's
+    connection is not closed over it again and again."""
+    app = make_app()
+    runs: list[Any] = []
+
+    @app.task
+    async def echo(p: dict[str, int]) -> None:
+        runs.append(p)
+
+    dlq = app.names.dlq("default")
+    task_id = f"after-{uuid.uuid4().hex}"
+    async with running_worker(app) as worker:
+        for message_id, body in ((b"\xff\xfe-binary", b'{"n": 1}'), (task_id, b'{"n": 2}')):
+            await asyncio.to_thread(
+                pika_publish,
+                app.names.queue("default"),
+                body,
+                message_id=message_id,
+                type="echo",
+                content_type="application/json",
+            )
+
+        async def finished() -> Any:
+            record = await app.state.get(task_id)
+            return record if record is not None and record.terminal else None
+
+        await app.connect(timeout=5)
+        record = await eventually(finished, timeout=20, what="the task after the bad one")
+        await eventually(lambda: depth(app, dlq), timeout=10, what="the dead letter")
+        stats = worker.statistics()
+    assert record.status is TaskStatus.SUCCEEDED
+    assert runs == [{"n": 2}]
+    assert stats.rejected_messages == 1
+    [letter] = await app.broker.peek(dlq, 5)
+    assert letter.headers["x-burrow-reason"] == "bad_properties"
+    assert "cannot be decoded" in letter.headers["x-burrow-bad-properties"]
+    assert letter.body == b'{"n": 1}'

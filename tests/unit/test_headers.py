@@ -1,5 +1,6 @@
 """Header hygiene as pure rules: what a republished copy keeps, what a client may send, strict
-traceparents, task ids, AMQP name limits, and the publisher's per-message encoding check."""
+traceparents, task ids, AMQP name limits, the publisher's per-message encoding check, and
+properties that cannot be decoded."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pamqp import frame
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 
+from burrow.broker.amqp._decoding import _tolerant_header_frame
 from burrow.broker.amqp.publisher import encode_message
 from burrow.broker.topology import (
     Exchange,
@@ -20,6 +24,7 @@ from burrow.broker.topology import (
 from burrow.errors import ConfigurationError
 from burrow.tasks.envelope import (
     BAD_MESSAGE_ID,
+    HDR_BAD_PROPERTIES,
     BadMessage,
     parse_envelope,
     task_id_problem,
@@ -30,6 +35,7 @@ from burrow.tasks.headers import (
     HeaderRefused,
     check_client_headers,
     client_header_problem,
+    replayable,
     republishable,
 )
 
@@ -100,6 +106,19 @@ def test_a_copy_drops_values_that_are_not_plain_scalars() -> None:
     """Lists, tables, byte strings (undecodable text), voids and integers beyond 64 bits are
     dropped: a copy must be encodable and carry nothing the broker might read."""
     assert republishable({**NOT_SCALAR, "ok": 1}) == {"ok": 1}
+
+
+def test_a_replayed_dead_letter_keeps_application_headers_only() -> None:
+    """A replay keeps the trace context and application headers, and drops burrow's own
+    headers of the run that died as well as every broker header."""
+    dead = {
+        **BROKER_HEADERS,
+        "x-burrow-reason": "max_retries",
+        "x-burrow-attempt": 4,
+        "traceparent": TRACEPARENT,
+        "x-tenant": "acme",
+    }
+    assert replayable(dead) == {"traceparent": TRACEPARENT, "x-tenant": "acme"}
 
 
 def test_a_copy_drops_an_invalid_traceparent() -> None:
@@ -283,3 +302,29 @@ def test_the_publisher_refuses_what_would_break_the_channel_or_connection() -> N
         _encode(properties=Basic.Properties(headers={"big": 2**64}))
     with pytest.raises(ConfigurationError, match="frame size"):
         _encode(properties=Basic.Properties(headers={f"h{i}": "v" * 1000 for i in range(200)}))
+
+
+def test_undecodable_properties_decode_as_a_marked_message() -> None:
+    """A content header whose message_id is not UTF-8 decodes (with its body size) as a
+    message whose only property is the bad-properties header, which the envelope refuses
+    as bad_properties; a decodable one is unchanged."""
+    good = ContentHeader(body_size=42, properties=Basic.Properties(message_id="\u00ff-id"))
+    raw = frame.marshal(good, 1)[7:-1]  # the frame's payload
+    assert _tolerant_header_frame(raw).properties.message_id == "\u00ff-id"
+    bad = raw.replace("\u00ff".encode(), b"\xff\xfe")
+    decoded = _tolerant_header_frame(bad)
+    assert decoded.body_size == 42
+    assert decoded.properties.message_id is None
+    headers = decoded.properties.headers or {}
+    assert "cannot be decoded" in str(headers[HDR_BAD_PROPERTIES])
+    with pytest.raises(BadMessage) as info:
+        parse_envelope(
+            message_id=None,
+            type_=None,
+            content_type=None,
+            content_encoding=None,
+            headers=headers,
+            body=b"{}",
+            max_bytes=1000,
+        )
+    assert info.value.reason == "bad_properties"

@@ -36,6 +36,10 @@ HDR_DEAD_AT = "x-burrow-dead-at"
 HDR_HISTORY = "x-burrow-history"
 #: W3C trace context (https://www.w3.org/TR/trace-context/).
 HDR_TRACEPARENT = "traceparent"
+#: Set by the AMQP adapter, instead of every property, on a message whose properties could
+#: not be decoded (a ``message_id`` that is not UTF-8...): why. Dead-lettered as
+#: ``bad_properties``.
+HDR_BAD_PROPERTIES = "x-burrow-bad-properties"
 
 JSON = "application/json"
 MAX_ATTEMPT = 1_000_000
@@ -149,11 +153,13 @@ def parse_envelope(
     derived from it): it must pass ``task_id_problem``.
 
     Raises:
-        BadMessage: ``too_large``, ``bad_content_type``, ``missing_type``,
-            ``bad_message_id`` or ``schema_error``.
+        BadMessage: ``too_large``, ``bad_properties``, ``bad_content_type``,
+            ``missing_type``, ``bad_message_id`` or ``schema_error``.
     """
     if len(body) > max_bytes:
         raise BadMessage("too_large", f"body is {len(body)} bytes, limit {max_bytes}")
+    if headers and HDR_BAD_PROPERTIES in headers:
+        raise BadMessage("bad_properties", str(headers[HDR_BAD_PROPERTIES]))
     _check_content(content_type, content_encoding)
     if not type_:
         raise BadMessage("missing_type", "the AMQP 'type' property must name the task")

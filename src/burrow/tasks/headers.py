@@ -21,7 +21,8 @@ forwarding of not-yet-due messages and webhook retries keep a header only when
 That keeps burrow's own ``x-burrow-*`` headers (their readers check their values), the trace
 context (``traceparent``, ``tracestate``) and the application's headers: what a handler reads
 from ``TaskContext.headers`` and what a headers-exchange binding matches (a headers exchange
-ignores ``x-`` binding arguments anyway, so those bindings use plain names).
+ignores ``x-`` binding arguments anyway, so those bindings use plain names). A replayed dead
+letter keeps the same minus ``x-burrow-*`` (``replayable``).
 
 **Clients** (``check_client_headers``: ``app.publish``, ``app.call``, the events route of the
 HTTP API) get the same rule, strictly: a header that would not be kept is refused
@@ -164,6 +165,17 @@ def _keep(name: str, value: Any) -> bool:
     return name != HDR_TRACEPARENT or trace_id_of(value) is not None
 
 
+def replayable(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The headers a dead letter keeps when it is replayed as a fresh run: the
+    ``republishable`` ones minus burrow's own ``x-burrow-*`` (its attempt, ETA, dead-letter
+    reason and history belong to the run that died; the caller sets the new attempt)."""
+    return {
+        name: value
+        for name, value in republishable(headers).items()
+        if not name.startswith(BURROW_PREFIX)
+    }
+
+
 def client_header_problem(name: Any, value: Any) -> str | None:
     """Why a client may not send header ``name`` with ``value``, or None when it may."""
     if not isinstance(name, str) or CLIENT_NAME_RE.fullmatch(name) is None:
@@ -233,6 +245,7 @@ __all__ = [
     "HeaderRefused",
     "check_client_headers",
     "client_header_problem",
+    "replayable",
     "republishable",
     "reserved_reason",
 ]

@@ -19,6 +19,7 @@ from typing import Any
 from aio_pika import RobustConnection
 from yarl import URL
 
+from burrow.broker.amqp._decoding import install_tolerant_properties
 from burrow.config import AmqpSettings
 
 
@@ -58,7 +59,12 @@ class JitteredRobustConnection(RobustConnection):
 
 
 def make_connection(settings: AmqpSettings, *, name: str) -> JitteredRobustConnection:
-    """Build (not open) the process's connection; ``name`` shows in the management UI."""
+    """Build (not open) the process's connection; ``name`` shows in the management UI.
+
+    Messages whose properties cannot be decoded arrive marked instead of closing it
+    (``_decoding.install_tolerant_properties``).
+    """
+    install_tolerant_properties()
     url = URL(settings.url)
     if "heartbeat" not in url.query:
         url = url.update_query(heartbeat=settings.heartbeat)
