@@ -140,6 +140,8 @@ class Burrow(Messaging, Operations, Scheduling):
         self._init_scheduling()
         #: Extra HTTP routes served next to burrow's API (``include_router``).
         self.routers: list[APIRouter] = []
+        #: The ones of ``routers`` included with ``public=True`` (served without a key).
+        self.public_routers: list[APIRouter] = []
 
     # -- registration -----------------------------------------------------------------
 
@@ -262,17 +264,28 @@ class Burrow(Messaging, Operations, Scheduling):
 
         return register
 
-    def include_router(self, router: APIRouter) -> None:
+    def include_router(self, router: APIRouter, *, public: bool = False) -> None:
         """Serve ``router``'s routes from this app's HTTP API (``burrow api``, ``burrow up``),
         next to ``/api/v1``, the dashboard and the health endpoints.
 
         For an application's own endpoints (e.g. ``POST /orders`` of examples/shop) that
         submit tasks or publish events: one process, one port, one set of API middleware
-        (body limit, request metrics). Routes must not use the paths burrow serves
-        (``/api/v1``, ``/ui``, ``/healthz``, ``/readyz``, ``/metrics``, ``/docs``,
-        ``/openapi.json``); ``create_app`` refuses them. Register before the API is built.
+        (body limit, request metrics, Host and Origin checks). Errors, validation errors
+        included, are answered in burrow's envelope and documented so in ``/openapi.json``.
+
+        With ``BURROW_API_KEYS`` set, the routes need a key like ``/api/v1`` does: the
+        ``read`` scope for ``GET`` and ``HEAD``, ``write`` for any other method (401 without
+        a key, 403 without the scope; the rate limit applies). ``public=True`` serves every
+        route of ``router`` without a key (a status page, a webhook receiver that checks its
+        own signature); put public routes on a router of their own.
+
+        Routes must not use the paths burrow serves (``/api/v1``, ``/ui``, ``/healthz``,
+        ``/readyz``, ``/metrics``, ``/docs``, ``/openapi.json``); ``create_app`` refuses
+        them. Register before the API is built.
         """
         self.routers.append(router)
+        if public:
+            self.public_routers.append(router)
 
     # -- components -------------------------------------------------------------------
 

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
     api_rate_limit: str = Field(default="", pattern=r"^(\s*\d+\s*/\s*[smh]\s*)?$")
     api_timeout: float = Field(default=2.0, gt=0)
     api_wait_cap: float = Field(default=60.0, gt=0)
+    # The HTTP edge (burrow.api.guard, burrow.api.protocol): which Host names the API
+    # answers to, and how long and how large a request's head and body may be.
+    allowed_hosts: str = ""
+    api_header_timeout: float = Field(default=10.0, gt=0)
+    api_body_timeout: float = Field(default=30.0, gt=0)
+    api_max_header_line: int = Field(default=8192, ge=256)
+    api_max_headers: int = Field(default=100, ge=8)
+    api_max_header_bytes: int = Field(default=65_536, ge=1024)
 
     # Scheduler (burrow.scheduler; docs/scheduling.md).
     scheduler_lock_ttl: float = Field(default=10.0, ge=1, le=3600)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from burrow import Burrow, Reject, TaskContext
 from burrow.api import create_app
+from burrow.api.app import uvicorn_options
 
 
 class Add(BaseModel):
@@ -68,7 +69,12 @@ async def serve(app: Burrow) -> AsyncIterator[str]:
     """Serve ``create_app(app)`` with uvicorn on a free loopback port; yields the base URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(app), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(app),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **uvicorn_options(app.settings),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -9,17 +9,21 @@ the environment or keeps global state (the metrics registry belongs to the app).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from starlette.routing import BaseRoute, Mount
 
 from burrow import tracing
 from burrow.api import errors, ui
-from burrow.api.deps import ApiState
+from burrow.api.deps import ApiState, bearer
+from burrow.api.envelope import error_responses
 from burrow.api.front import ApiFront, LeanRoutes
+from burrow.api.guard import AppRoutes, EdgeGuard
 from burrow.api.limits import DepthGuard, RateLimiter, parse_rate
 from burrow.api.metrics import ApiMetrics
 from burrow.api.routes import (
@@ -35,6 +39,7 @@ from burrow.api.routes import (
 )
 from burrow.api.security import check_bind, parse_api_keys
 from burrow.app import Burrow
+from burrow.config import Settings
 from burrow.errors import BurrowError, ConfigurationError
 
 log = structlog.get_logger("burrow.api")
@@ -42,8 +47,9 @@ log = structlog.get_logger("burrow.api")
 DESCRIPTION = """\
 Submit, track, cancel and retry burrow tasks. Every JSON answer is the envelope
 `{"code", "message", "data"}` (plus `"error": {"type", "details"}` on errors), with `code`
-equal to the HTTP status. With `BURROW_API_KEYS` set, `/api/v1` and `/metrics` need
-`Authorization: Bearer <key>`. Each registered task has its own typed submit operation.
+equal to the HTTP status. With `BURROW_API_KEYS` set, `/api/v1`, `/metrics` and the
+application's own routes (unless included as public) need `Authorization: Bearer <key>`.
+Each registered task has its own typed submit operation.
 The messaging side (task queues, event exchanges, RPC, dead letters) is described by the
 AsyncAPI document [/asyncapi.json](/asyncapi.json), readable at [/asyncapi](/asyncapi).
 """
@@ -103,11 +109,14 @@ def create_app(burrow: Burrow) -> FastAPI:
 
     Each task registered so far gets typed ``POST /api/v1/tasks/{name}`` and ``.../batch``
     operations; tasks registered later are still served by the generic routes. Routers the
-    application added with ``Burrow.include_router`` are served too, after burrow's own.
+    application added with ``Burrow.include_router`` are served too, after burrow's own,
+    behind the same API keys unless included as public (``guard.EdgeGuard`` checks them,
+    with the Host and Origin rules, in ``ApiFront``).
 
     Raises:
-        ConfigurationError: ``BURROW_API_KEYS`` or ``BURROW_API_RATE_LIMIT`` is malformed,
-            or an application router uses a path burrow serves itself.
+        ConfigurationError: ``BURROW_API_KEYS``, ``BURROW_API_RATE_LIMIT`` or
+            ``BURROW_ALLOWED_HOSTS`` is malformed, or an application router uses a path
+            burrow serves itself.
     """
     settings = burrow.settings
     tracing.tracer()  # decided now: a bad OTEL_* setting fails at start, not per request
@@ -164,9 +173,7 @@ def create_app(burrow: Burrow) -> FastAPI:
     api.include_router(health.router)
     api.include_router(stream.router)
     api.include_router(asyncapi.router)
-    for router in burrow.routers:  # the application's own routes (Burrow.include_router)
-        _check_own_paths(router)
-        api.include_router(router)
+    included = _include_app_routers(api, burrow)
     ui.mount(api)
     lean = LeanRoutes(f"{tasks.PREFIX}/tasks/")
     for route in typed.routes:
@@ -175,8 +182,59 @@ def create_app(burrow: Burrow) -> FastAPI:
     lean.set_generic(*tasks.generic_routes())
     # Metrics, body limits and the direct path to the submit handlers, in one middleware
     # (the only one of ours: metrics see every answer, including the body limit's 413).
-    api.add_middleware(ApiFront, api=api, metrics=metrics, limit=settings.max_body_bytes, lean=lean)
+    guard = EdgeGuard(
+        state,
+        allowed_hosts=settings.allowed_hosts,
+        app_routes=AppRoutes(
+            api.router.routes,
+            included,
+            reserved_prefixes=RESERVED_PREFIXES,
+            reserved_paths=RESERVED_PATHS,
+            paths=[p for router in burrow.routers for p in _route_paths(router)],
+        ),
+    )
+    api.add_middleware(
+        ApiFront, api=api, metrics=metrics, limit=settings.max_body_bytes, lean=lean, guard=guard
+    )
     return api
+
+
+#: Errors the application's routes answer in the envelope (``errors.install``), documented
+#: so instead of FastAPI's own 422 body; routes that need a key add 401, 403 and 429.
+APP_ERRORS = error_responses(422)
+KEYED_APP_ERRORS = error_responses(401, 403, 422, 429)
+
+
+def _include_app_routers(api: FastAPI, burrow: Burrow) -> list[tuple[BaseRoute, bool]]:
+    """Serve the application's routers (``Burrow.include_router``), after burrow's own.
+    Returns what each include added to ``api.router.routes``, with True where a key is
+    needed (``guard.AppRoutes``)."""
+    included: list[tuple[BaseRoute, bool]] = []
+    for router in burrow.routers:
+        _check_own_paths(router)
+        public = any(router is r for r in burrow.public_routers)
+        before = len(api.router.routes)
+        if public:
+            api.include_router(router, responses=APP_ERRORS)
+        else:
+            # The bearer dependency only documents the key (ApiFront checks it, before
+            # the body is read).
+            api.include_router(router, responses=KEYED_APP_ERRORS, dependencies=[Depends(bearer)])
+        included += [(route, not public) for route in api.router.routes[before:]]
+    return included
+
+
+def _route_paths(router: APIRouter) -> list[str | None]:
+    """The path each route of ``router`` matches (a mount: anything below it; None when
+    not known)."""
+    paths: list[str | None] = []
+    for route in router.routes:
+        path = getattr(route, "path", None)
+        if isinstance(route, Mount):
+            paths.append(f"{route.path}/{{path}}")
+        else:
+            paths.append(path if isinstance(path, str) else None)
+    return paths
 
 
 #: uvicorn settings shared by every way of serving the API (``serve``, ``burrow api``,
@@ -208,4 +266,19 @@ def serve(
     import uvicorn
 
     check_bind(app.settings, host, insecure)
-    uvicorn.run(create_app(app), host=host, port=port, log_level=log_level, **UVICORN_OPTIONS)
+    options = uvicorn_options(app.settings)
+    uvicorn.run(create_app(app), host=host, port=port, log_level=log_level, **options)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What every way of serving the API (``serve``, ``burrow api``, ``burrow up``) passes
+    to uvicorn: ``UVICORN_OPTIONS`` and ``protocol.EdgeProtocol`` with the request deadlines
+    and head limits of ``settings``.
+
+    The protocol is a ``functools.partial`` of a module-level class over a frozen dataclass,
+    so uvicorn can pickle its config for ``--workers N``.
+    """
+    from burrow.api.protocol import EdgeLimits, EdgeProtocol
+
+    limits = EdgeLimits.from_settings(settings)
+    return {**UVICORN_OPTIONS, "http": functools.partial(EdgeProtocol, limits=limits)}

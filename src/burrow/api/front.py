@@ -2,6 +2,8 @@
 
 For every HTTP request it
 
+* refuses what ``guard.EdgeGuard`` refuses (a foreign ``Host``, a cross-site write without
+  API keys, an application route without its key), before anything reads the body;
 * counts and times it (``burrow_http_requests_total``, ``burrow_http_request_duration_seconds``)
   and turns an unexpected exception into a logged 500 envelope (no traceback leaves the
   process);
@@ -29,6 +31,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from burrow.api.envelope import error_body
+from burrow.api.guard import EdgeGuard
 from burrow.api.limits import BodyTooLarge, content_length, json_or_empty
 from burrow.api.metrics import ApiMetrics, route_of
 from burrow.api.routes.tasks import Handler, LeanRoute
@@ -83,9 +86,17 @@ class ApiFront:
     """See the module docstring."""
 
     def __init__(
-        self, app: ASGIApp, *, api: FastAPI, metrics: ApiMetrics, limit: int, lean: LeanRoutes
+        self,
+        app: ASGIApp,
+        *,
+        api: FastAPI,
+        metrics: ApiMetrics,
+        limit: int,
+        lean: LeanRoutes,
+        guard: EdgeGuard,
     ) -> None:
         self.app = app
+        self.guard = guard
         self.api = api
         self.metrics = metrics
         self.limit = limit
@@ -95,6 +106,10 @@ class ApiFront:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket" and await self.guard.check(scope) is not None:
+                # Closing before accepting answers the handshake with 403.
+                await send({"type": "websocket.close", "code": 1008})
+                return
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
@@ -120,6 +135,10 @@ class ApiFront:
             self._observe(scope, status, time.perf_counter() - start)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = await self.guard.check(scope)  # Host, Origin, keys of application routes
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
         method = scope["method"]
         length = content_length(scope)
         if length is not None and length > self.limit:

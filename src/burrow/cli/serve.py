@@ -111,14 +111,16 @@ def api(
         # and a scrape of any of them answers the sum (burrow.metrics).
         shared = os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="burrow-api-metrics-")
     try:
-        _run_uvicorn(uvicorn, host, port, workers, access_log)
+        _run_uvicorn(uvicorn, burrow_app.settings, host, port, workers, access_log)
     finally:
         if shared is not None:
             shutil.rmtree(shared, ignore_errors=True)
 
 
-def _run_uvicorn(uvicorn: Any, host: str, port: int, workers: int, access_log: bool) -> None:
-    from burrow.api.app import UVICORN_OPTIONS
+def _run_uvicorn(
+    uvicorn: Any, settings: Settings, host: str, port: int, workers: int, access_log: bool
+) -> None:
+    from burrow.api.app import uvicorn_options
 
     uvicorn.run(
         "burrow.cli.serve:asgi_app",
@@ -127,7 +129,7 @@ def _run_uvicorn(uvicorn: Any, host: str, port: int, workers: int, access_log: b
         port=port,
         workers=workers,
         access_log=access_log,
-        **UVICORN_OPTIONS,
+        **uvicorn_options(settings),  # request deadlines and head limits (api/protocol.py)
     )
 
 
