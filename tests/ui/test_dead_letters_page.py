@@ -6,6 +6,7 @@ each queue on the overview."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import httpx
@@ -81,7 +82,7 @@ async def test_subscriber_dead_letters_whole_ids_and_one_by_one_actions(
     doomed = await submit(base, "sync_inventory", {"warehouse": "berlin"})
     charge = await submit(base, "charge_card", {"order": 1042, "amount": 4200})
     for task_id in (audit_id, doomed, charge):
-        await eventually(lambda t=task_id: _dead(base, t), timeout=20, what=f"{task_id} dead")
+        await eventually(partial(_dead, base, task_id), timeout=20, what=f"{task_id} dead")
 
     await page.goto(f"{base}/ui/#/dead-letters")
     for task_id in (audit_id, doomed, charge):
@@ -121,7 +122,7 @@ async def test_resolved_dead_letters_are_flagged_and_purged_and_queues_show_thei
     charge = await submit(base, "charge_card", {"order": 7, "amount": 100})
     doomed = await submit(base, "sync_inventory", {"warehouse": "hamburg"})
     for task_id in (charge, doomed):
-        await eventually(lambda t=task_id: _dead(base, t), timeout=20, what=f"{task_id} dead")
+        await eventually(partial(_dead, base, task_id), timeout=20, what=f"{task_id} dead")
     await api(base, "POST", f"/tasks/{charge}/retry")
     await eventually(lambda: _is(base, charge, "succeeded"), timeout=20, what="retried run")
 
