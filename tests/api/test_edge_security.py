@@ -10,8 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel, Field
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from burrow import Burrow, ConfigurationError, Settings
 from burrow.api import create_app
@@ -294,3 +297,39 @@ async def test_with_keys_the_origin_is_not_checked(api_app: Callable[..., Burrow
         assert r.status_code == 401
         r = await client.post("/api/v1/dead-letters/replay", headers={**headers, **bearer(WRITE)})
         assert r.status_code == 403  # the key lacks admin: judged by the key, not the Origin
+
+
+# -- websockets ------------------------------------------------------------------------------
+
+
+async def test_websocket_handshakes_get_the_origin_and_key_checks(
+    api_app: Callable[..., Burrow],
+) -> None:
+    """A websocket route of an included router refuses a handshake from another origin
+    (with or without keys) and, with keys, one without a key; a proper one is served."""
+    router = APIRouter()
+
+    @router.websocket("/ws/echo")
+    async def echo(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.send_text(await socket.receive_text())
+        await socket.close()
+
+    for keys in ("", KEYS):
+        app = api_app(api_keys=keys)
+        app.include_router(router)
+        async with serve(app) as url:
+            ws_url = url.replace("http://", "ws://") + "/ws/echo"
+            key = bearer(WRITE) if keys else {}
+            with pytest.raises(InvalidStatus) as refused:
+                await ws_connect(
+                    ws_url, origin=Origin("http://evil.example"), additional_headers=key
+                )
+            assert refused.value.response.status_code == 403
+            if keys:
+                with pytest.raises(InvalidStatus) as refused:
+                    await ws_connect(ws_url)
+                assert refused.value.response.status_code == 403
+            async with ws_connect(ws_url, origin=Origin(url), additional_headers=key) as socket:
+                await socket.send("hello")
+                assert await socket.recv() == "hello"
