@@ -117,7 +117,8 @@ async def test_resolved_dead_letters_are_marked_and_purged_with_resolved(
     make_app: Callable[..., Burrow], namespace: str
 ) -> None:
     """A task retried to success after its dead letter shows as resolved in dlq list, replay
-    keeps it, and purge --resolved deletes it while the still-failed one stays."""
+    keeps it, and purge --resolved deletes it while the still-failed one stays; a queue
+    that has no dead letters is refused."""
     BROKEN.update(audit=False, fulfil=True)
     worker_app = register(make_app())
     async with running_worker(worker_app):
@@ -144,6 +145,11 @@ async def test_resolved_dead_letters_are_marked_and_purged_with_resolved(
         assert purged.returncode == 0, purged.stderr
         assert "shop.fulfilment: purged 1" in purged.stdout
         assert await worker_app.dead_letters("shop.fulfilment") == []
+
+    unknown = cli(namespace, "dlq", APP, "list", "--queue", "nope")
+    assert unknown.returncode == 2
+    said = " ".join(unknown.stderr.replace("│", " ").split())  # Rich boxes and wraps it
+    assert "no task or subscriber of the app uses queue 'nope'" in said
 
 
 async def _count(target: Burrow, queue: str, n: int) -> bool:

@@ -120,25 +120,40 @@ def dlq(
     and left in place when that process no longer runs.
     """
     burrow_app = load_app(app)
+    targets = _targets(burrow_app, queue)
     if action is DlqAction.list:
-        run(_dlq_list(burrow_app, queue, min(limit, 10_000), as_json=as_json))
+        run(_dlq_list(burrow_app, targets, min(limit, 10_000), as_json=as_json))
     elif action is DlqAction.replay:
-        run(_dlq_replay(burrow_app, queue, limit, ids))
+        run(_dlq_replay(burrow_app, targets, limit, ids))
     else:
         if not yes:
             which = "the resolved dead letters" if resolved else "the dead letters"
             typer.confirm(f"Delete {which}{' named' if ids else ''} for good?", abort=True)
-        run(_dlq_purge(burrow_app, queue, ids, resolved=resolved))
+        run(_dlq_purge(burrow_app, targets, ids, resolved=resolved))
 
 
 def _targets(app: Burrow, queue: str | None) -> list[str]:
-    return [queue] if queue else app.dead_letter_queues()
+    """``queue`` or every queue with dead letters.
+
+    Raises:
+        typer.BadParameter: ``queue`` is not one of them (an RPC queue has none).
+    """
+    known = app.dead_letter_queues()
+    if queue is None:
+        return known
+    if queue not in known:
+        raise typer.BadParameter(
+            f"no task or subscriber of the app uses queue {queue!r} (an RPC queue has no "
+            f"dead letters); its queues with dead letters: {', '.join(known)}",
+            param_hint="'--queue'",
+        )
+    return [queue]
 
 
-async def _dlq_list(app: Burrow, queue: str | None, limit: int, *, as_json: bool) -> None:
+async def _dlq_list(app: Burrow, targets: list[str], limit: int, *, as_json: bool) -> None:
     found: dict[str, list[DeadLetter]] = {}
     try:
-        for q in _targets(app, queue):
+        for q in targets:
             found[q] = await app.dead_letters(q, limit=limit)
     finally:
         await app.close()
@@ -147,7 +162,7 @@ async def _dlq_list(app: Burrow, queue: str | None, limit: int, *, as_json: bool
         return
     kinds = {q.name: q.kind.value for q in app.app_queues()}
     for q, letters in found.items():
-        if letters or queue:
+        if letters or len(targets) == 1:
             out.print(dead_letters_table(q, kinds.get(q, "queue"), letters))
     if not any(found.values()):
         out.print("no dead letters")
@@ -198,10 +213,10 @@ def _as_json(d: DeadLetter) -> dict[str, Any]:
     }
 
 
-async def _dlq_replay(app: Burrow, queue: str | None, limit: int, ids: list[str] | None) -> None:
+async def _dlq_replay(app: Burrow, targets: list[str], limit: int, ids: list[str] | None) -> None:
     reports: dict[str, DeadLetterReport] = {}
     try:
-        for q in _targets(app, queue):
+        for q in targets:
             reports[q] = report = await app.replay_dead_letters_report(q, limit=limit, ids=ids)
             kept = ", ".join(f"{n} {why}" for why, n in sorted(report.kept.items()))
             line = f"{q}: replayed {report.done}" + (f"; kept {kept}" if kept else "")
@@ -212,11 +227,11 @@ async def _dlq_replay(app: Burrow, queue: str | None, limit: int, ids: list[str]
 
 
 async def _dlq_purge(
-    app: Burrow, queue: str | None, ids: list[str] | None, *, resolved: bool
+    app: Burrow, targets: list[str], ids: list[str] | None, *, resolved: bool
 ) -> None:
     reports: dict[str, DeadLetterReport] = {}
     try:
-        for q in _targets(app, queue):
+        for q in targets:
             if ids is None and not resolved:
                 out.print(f"{q}: purged {await app.purge_dead_letters(q)}", markup=False)
                 continue
