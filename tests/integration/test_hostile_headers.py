@@ -17,6 +17,7 @@ import pytest
 from burrow import Burrow, Exchange, TaskContext, TaskStatus
 from burrow.api import create_app
 from burrow.errors import ConfigurationError, UnknownExchange
+from burrow.state.redis import NewTask
 from burrow.tasks.headers import HeaderRefused
 from tests.conftest import eventually, running_worker
 
@@ -237,7 +238,12 @@ async def test_retry_location_percent_encodes_the_task_id(
         return "ok"
 
     odd = "odd\r\nSet-Cookie: x=1"
-    await app.submit("echo", {}, task_id=odd)
+    # A record under that id as older code or another producer may have left it (written
+    # directly: whether submit accepts such an id is not what this test is about).
+    await app.connect(timeout=5)
+    await app.state.create(
+        NewTask(id=odd, name="echo", queue="default", payload=b"{}", max_retries=0, trace_id="")
+    )
     await app.cancel(odd)
     async with http(app) as client:
         r = await client.post("/api/v1/tasks/odd%0D%0ASet-Cookie%3A%20x%3D1/retry")
