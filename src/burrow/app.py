@@ -89,6 +89,9 @@ class TaskHandle:
     name: str
     queue: str
     existing: bool = False
+    #: When its record was written (Unix seconds, Redis's clock, exactly as stored); None
+    #: when the handle is of an existing task or of a batch.
+    created_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,12 +483,16 @@ class Burrow(Messaging, Operations, Scheduling):
                 return TaskHandle(existing, name, definition.queue, existing=True)
         await self.connect()
         try:
-            created = await self._create_and_publish(definition, tid, body, due, priority, headers)
+            created_at = await self._create_and_publish(
+                definition, tid, body, due, priority, headers
+            )
         except BaseException:
             if idempotency_key is not None:
                 await self.state.release_idempotency(idempotency_key, tid)
             raise
-        return TaskHandle(tid, name, definition.queue, existing=not created)
+        return TaskHandle(
+            tid, name, definition.queue, existing=created_at is None, created_at=created_at
+        )
 
     async def submit_many(
         self,
@@ -620,14 +627,14 @@ class Burrow(Messaging, Operations, Scheduling):
         due: float | None,
         priority: int | None,
         headers: dict[str, Any] | None,
-    ) -> bool:
-        """Write the record, then publish; False when a task with ``task_id`` already
-        exists (see ``submit``'s ``task_id``)."""
+    ) -> float | None:
+        """Write the record, then publish; returns the record's ``created_at``, or None
+        when a task with ``task_id`` already exists (see ``submit``'s ``task_id``)."""
         hdrs: dict[str, Any] = dict(headers or {})
         traceparent = tracing.ensure_traceparent(hdrs)
         hdrs[HDR_ATTEMPT] = 1
         await self.declare_queue(definition.queue)
-        created = await self.state.create(
+        created_at = await self.state.create(
             NewTask(
                 id=task_id,
                 name=definition.name,
@@ -639,7 +646,7 @@ class Burrow(Messaging, Operations, Scheduling):
                 callback_url=callback_header(hdrs),
             )
         )
-        if not created:
+        if created_at is None:
             existing = await self.state.get(task_id)
             if existing is not None and existing.status is TaskStatus.QUEUED:
                 # Still queued: its message may have been lost (a crash between the record
@@ -648,7 +655,7 @@ class Burrow(Messaging, Operations, Scheduling):
                 await self._publish_task(
                     definition.queue, definition.name, task_id, body, due, priority, hdrs
                 )
-            return False
+            return None
         try:
             # The publish span (if tracing) puts its own context in hdrs' traceparent.
             with tracing.publish_span(
@@ -661,7 +668,7 @@ class Burrow(Messaging, Operations, Scheduling):
             # Not accepted: forget the record so nothing claims a task that never existed.
             await asyncio.shield(self._forget(task_id))
             raise
-        return True
+        return created_at
 
     async def _publish_task(
         self,

@@ -106,6 +106,7 @@ class AutoPipeline:
                     batch = self._pending[:MAX_BATCH]
                     del self._pending[:MAX_BATCH]
                     await self._flush(batch)
+                    raise_if_cancelled()
         finally:
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -149,12 +150,30 @@ class AutoPipeline:
             try:
                 async with asyncio.timeout(self._timeout):
                     await conn.send_packed_command(packed, check_health=False)
+                    # A timeout (or close) that fired during the write may have been
+                    # swallowed there; the reads below have no timer of their own.
+                    raise_if_cancelled()
                     return [await _reply(conn) for _ in batch]
             except BaseException:
                 # Replies may be half read: the connection is out of step, drop it (the
                 # next flush reconnects).
                 await conn.disconnect(nowait=True)
                 raise
+
+
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` when the current task was cancelled but the cancellation
+    was swallowed on the way.
+
+    redis-py writes to its socket through ``asyncio.wait_for``, and on Python 3.11
+    ``wait_for`` returns its result instead of raising when the cancellation arrives just as
+    the write completes. The task then goes on as if nothing happened, with the request
+    still counted by ``Task.cancelling()``; an ``asyncio.timeout`` around it never fires
+    again. Call this after such a call in code that must stop when cancelled.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _reply(conn: AbstractConnection) -> Any:

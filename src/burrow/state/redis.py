@@ -8,7 +8,7 @@ attempt check the attempt's lease token, so a late write from a zombie attempt i
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -19,10 +19,10 @@ import redis.asyncio as aioredis
 from burrow._background import Background
 from burrow.config import RedisSettings
 from burrow.errors import ConfigurationError, OperationTimeout, StateUnavailable, TaskNotFound
-from burrow.state._pipeline import AutoPipeline, Script
+from burrow.state._pipeline import AutoPipeline, Script, raise_if_cancelled
 from burrow.state.errors import map_redis_errors
 from burrow.state.keys import Keys
-from burrow.state.listing import IndexScan
+from burrow.state.listing import IndexScan, _mapping
 from burrow.state.ratelimit import reserve_start
 from burrow.tasks.listing import Position, TaskFilter
 from burrow.tasks.record import TaskError, TaskEvent, TaskRecord, WebhookOutcome
@@ -45,6 +45,8 @@ SCRIPTS = (
 _JSON_FIELDS = frozenset({"payload", "result", "error", "webhook"})
 _FLOAT_FIELDS = frozenset({"created_at", "started_at", "finished_at", "updated_at", "eta"})
 _INT_FIELDS = frozenset({"attempts", "max_retries"})
+#: Seconds between two reads of a record by ``wait`` when no notification came.
+WAIT_POLL = 1.0
 
 
 def _load_scripts() -> dict[str, Script]:
@@ -173,10 +175,12 @@ class RedisStateStore:
 
     # -- transitions ----------------------------------------------------------------
 
-    async def create(self, task: NewTask) -> bool:
-        """Write the record of a new task in status ``queued``; False when it exists."""
+    async def create(self, task: NewTask) -> float | None:
+        """Write the record of a new task in status ``queued``; returns its ``created_at``
+        as stored (Redis's clock), or None when a record with that id exists."""
         keys, args = self._create_args(task)
-        return bool(await self._call("create", keys, args))
+        reply = await self._call("create", keys, args)
+        return float(reply) if reply else None
 
     async def create_many(self, tasks: list[NewTask]) -> list[BaseException | None]:
         """Write many new records in one pipeline; per task None, or the error."""
@@ -488,6 +492,15 @@ class RedisStateStore:
     async def wait(self, task_id: str, timeout: float, *, missing_ok: bool = False) -> TaskRecord:
         """Wait until the task is terminal and return its record.
 
+        The wait ends by its deadline (``timeout`` seconds from now) whatever happens to
+        the timers inside it: each pass of its loop reads the record, then checks the loop
+        clock against the deadline, so a cancellation swallowed on the way (Python 3.11's
+        ``asyncio.wait_for``, used by redis-py's socket writes, returns the result instead of
+        raising when the cancellation arrives just as the write completes) costs at most
+        one more pass, never an endless poll. The record is read through the auto-pipeline,
+        whose calls await a plain future, so cancelling the wait (a client that went away)
+        stops it at once.
+
         Args:
             missing_ok: keep waiting while the task has no record yet (a subscriber's run
                 of an event is recorded only when a worker receives the event).
@@ -495,33 +508,48 @@ class RedisStateStore:
         Raises:
             TaskNotFound: no such task (and not ``missing_ok``).
             OperationTimeout: not terminal within ``timeout`` seconds.
+            ValueError: ``timeout`` is NaN.
         """
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        if math.isnan(timeout):
+            raise ValueError("the timeout of a wait must be a number of seconds, not NaN")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        future: asyncio.Future[str] = loop.create_future()
         self._waiters.setdefault(task_id, []).append(future)
         try:
-            await self._ensure_subscribed()
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
+                await self._ensure_subscribed()
                 while True:
-                    record = await self.get(task_id)
+                    record = await self._read(task_id)
                     if record is None and not missing_ok:
                         raise TaskNotFound(task_id)
                     if record is not None and record.terminal:
                         return record
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
                     # Poll now and then as well: a notification published while the
-                    # subscriber was reconnecting would otherwise be missed.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(1.0):
-                            await asyncio.shield(future)
+                    # subscriber was reconnecting would otherwise be missed. (``asyncio.wait``
+                    # neither cancels the future nor turns a cancellation into a timeout.)
+                    await asyncio.wait((future,), timeout=min(WAIT_POLL, left))
         except TimeoutError:
-            raise OperationTimeout(
-                f"task {task_id} not finished within {timeout} s", task_id=task_id
-            ) from None
+            pass
         finally:
             waiters = self._waiters.get(task_id, [])
             if future in waiters:
                 waiters.remove(future)
             if not waiters:
                 self._waiters.pop(task_id, None)
+        raise OperationTimeout(f"task {task_id} not finished within {timeout} s", task_id=task_id)
+
+    def waiting(self, task_id: str) -> int:
+        """How many ``wait`` calls of this process are waiting for ``task_id`` now."""
+        return len(self._waiters.get(task_id, ()))
+
+    async def _read(self, task_id: str) -> TaskRecord | None:
+        """``get`` through the auto-pipeline (see ``wait``)."""
+        raw = await self._command("HGETALL", self.keys.task(task_id))
+        return _record(_mapping(raw)) if raw else None
 
     async def _ensure_subscribed(self) -> None:
         if self._subscribed is None:
@@ -531,14 +559,26 @@ class RedisStateStore:
             await self._subscribed.wait()
 
     async def _listen(self, ready: asyncio.Event) -> None:
+        """Hand the terminal notifications to the waiters until cancelled (``close``).
+
+        redis-py's socket writes (the subscribe, the health-check ping) may swallow this
+        task's cancellation (see ``wait``), so the loop reads with a timeout and checks for
+        a cancellation after every step: ``close`` never waits on it for long.
+        """
         while True:
             try:
                 pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
                 async with pubsub:
                     await pubsub.subscribe(self.keys.terminal_channel)
+                    raise_if_cancelled()
                     ready.set()
-                    async for message in pubsub.listen():
-                        self._notify(_text(message["data"]))
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=WAIT_POLL
+                        )
+                        raise_if_cancelled()
+                        if message is not None:
+                            self._notify(_text(message["data"]))
             except (OSError, ConnectionError, StateUnavailable, aioredis.RedisError):
                 await asyncio.sleep(0.5)
 

@@ -1,4 +1,6 @@
--- Create a task record in status 'queued' unless one exists (then return 0).
+-- Create a task record in status 'queued' unless one exists (then return 0); returns the
+-- stored created_at (Redis's clock, as written), so a submit can answer with the record as
+-- stored.
 -- Also indexes it in the listing index (sorted set, score = created_at).
 -- KEYS: task, events, index
 -- ARGV: id, name, queue, payload, max_retries, trace_id, eta, ttl, callback_url ('' if none)
@@ -14,4 +16,4 @@ redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('RPUSH', KEYS[2], cjson.encode({at = t, status = 'queued', attempt = 0}))
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('ZADD', KEYS[3], t, ARGV[1])
-return 1
+return redis.call('HGET', KEYS[1], 'created_at')
