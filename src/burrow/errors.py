@@ -125,6 +125,17 @@ class TaskNotFound(BurrowError, LookupError):
         self.task_id = task_id
 
 
+#: Why an operation is refused, by the task's status (``TaskConflict``'s message).
+_WHY_NOT = {
+    "succeeded": "it has already succeeded",
+    "failed": "it already failed",
+    "cancelled": "it was cancelled",
+    "queued": "it is still queued",
+    "running": "it is still running",
+    "retrying": "it is waiting for its next attempt",
+}
+
+
 class TaskConflict(BurrowError):
     """The task's status does not allow the operation (cancel a finished task, retry one
     that did not fail).
@@ -136,7 +147,8 @@ class TaskConflict(BurrowError):
     """
 
     def __init__(self, task_id: str, status: str, operation: str) -> None:
-        super().__init__(f"cannot {operation} task {task_id!r}: it is {status}")
+        why = _WHY_NOT.get(status, f"its status is {status!r}")
+        super().__init__(f"cannot {operation} task {task_id!r}: {why}")
         self.task_id = task_id
         self.status = status
         self.operation = operation

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Path, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from burrow import tracing
@@ -61,13 +62,28 @@ def bearer_token(request: Request) -> str | None:
     return credentials.strip()
 
 
+#: Where ``check_access`` keeps, in the ASGI scope, the scopes a request was admitted for.
+_ADMITTED = "burrow.admitted"
+
+
 async def check_access(request: Request, state: ApiState, scope: Scope, token: str | None) -> str:
     """Admit a request whose key (``token``) has ``scope`` and count it against the rate
     limit. Returns the caller's identity (a key id, or ``ip:<address>`` without keys).
 
+    A request admitted for ``scope`` once is not checked (nor counted) again: a route may
+    check the key before its body is read (``body.JsonRoute``) and its dependency again.
+
     401 without a key or for an unknown one, 403 for a key lacking ``scope``, 400 for a key
     in the query string, 429 over the rate limit.
     """
+    admitted: dict[Scope, str] = request.scope.setdefault(_ADMITTED, {})
+    if scope in admitted:
+        return admitted[scope]
+    admitted[scope] = identity = await _admit(request, state, scope, token)
+    return identity
+
+
+async def _admit(request: Request, state: ApiState, scope: Scope, token: str | None) -> str:
     query = request.scope.get("query_string")
     if query and ("api_key" in request.query_params or "apikey" in request.query_params):
         raise ApiError(
@@ -102,18 +118,34 @@ async def check_access(request: Request, state: ApiState, scope: Scope, token: s
     return identity
 
 
-def authorize(scope: Scope) -> Callable[..., Awaitable[str]]:
-    """A dependency running ``check_access`` for ``scope`` (the ``HTTPBearer`` parameter
-    documents the security scheme in the OpenAPI schema)."""
+class Authorize:
+    """The dependency ``authorize(scope)`` returns: it runs ``check_access`` for ``scope``
+    (the ``HTTPBearer`` parameter documents the security scheme in the OpenAPI schema)."""
 
-    async def dependency(
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    async def __call__(
+        self,
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
     ) -> str:
         token = credentials.credentials if credentials else None
-        return await check_access(request, api_state(request), scope, token)
+        return await check_access(request, api_state(request), self.scope, token)
 
-    return dependency
+
+def authorize(scope: Scope) -> Callable[..., Awaitable[str]]:
+    """A dependency running ``check_access`` for ``scope`` (see ``Authorize``)."""
+    return Authorize(scope)
+
+
+def scope_of(dependant: Dependant) -> Scope | None:
+    """The scope an endpoint's ``Read``/``Write``/``Admin`` dependency requires (None:
+    the endpoint has none)."""
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, Authorize):
+            return dependency.call.scope
+    return None
 
 
 async def ensure_available(state: ApiState) -> None:

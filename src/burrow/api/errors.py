@@ -11,6 +11,7 @@ RpcError                               502     ``rpc_error``
 TaskNotFound                           404     ``task_not_found``
 PayloadInvalid                         422     ``payload_invalid``
 request validation (FastAPI)           422     ``validation_error``
+a body that is not strict JSON         422     ``validation_error`` (``body.parse_json``)
 TaskConflict                           409     ``task_conflict``
 ConfigurationError                     422     ``invalid_request``
 BrokerUnavailable, BrokerError         503     ``broker_unavailable``
@@ -121,6 +122,25 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _malformed_json(exc: RequestValidationError) -> str | None:
+    """Where a body FastAPI could not parse broke (routes that do not parse with
+    ``body.parse_json``, such as the application's own), as ``parse_json`` says it; None
+    for other validation errors."""
+    errors = exc.errors()
+    if len(errors) != 1 or errors[0].get("type") != "json_invalid":
+        return None
+    loc, ctx = errors[0].get("loc", ()), errors[0].get("ctx") or {}
+    doc = exc.body
+    if len(loc) != 2 or not isinstance(loc[1], int) or not isinstance(doc, str | bytes):
+        return None
+    text = doc.decode("utf-8", errors="replace") if isinstance(doc, bytes) else doc
+    pos = loc[1]
+    line = text.count("\n", 0, pos) + 1
+    column = pos - text.rfind("\n", 0, pos)
+    reason = str(ctx.get("error", "not JSON"))
+    return f"malformed JSON at line {line}, column {column}: {reason[:1].lower()}{reason[1:]}"
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
 
@@ -144,7 +164,8 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
         details = validation_details(exc.errors())
         fields = ", ".join(".".join(d["loc"]) for d in details[:5])
-        return error(422, f"invalid request: {fields}", "validation_error", details)
+        message = _malformed_json(exc) or f"invalid request: {fields}"
+        return error(422, message, "validation_error", details)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(BurrowError, on_burrow_error)

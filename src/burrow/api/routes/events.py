@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow import tracing
+from burrow.api.body import JsonRoute
 from burrow.api.deps import ApiState, State, Write, ensure_available, http_span, name_path
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.broker.topology import check_routing_key
@@ -34,7 +35,7 @@ PREFIX = "/api/v1"
 #: The route template (the name of its server span).
 ROUTE = f"{PREFIX}/events/{{exchange}}"
 
-router = APIRouter(prefix=PREFIX, tags=["events"])
+router = APIRouter(prefix=PREFIX, tags=["events"], route_class=JsonRoute)
 
 ExchangeName = Annotated[str, name_path("The exchange name without the namespace prefix.")]
 

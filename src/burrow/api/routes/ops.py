@@ -16,12 +16,13 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from burrow.api.body import JsonRoute
 from burrow.api.deps import Admin, ApiState, Read, State, ensure_available
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.app import DeadLetter
 from burrow.operations import DeadLetterReport, QueueKind, QueueSummary
 
-router = APIRouter(prefix="/api/v1", tags=["operations"])
+router = APIRouter(prefix="/api/v1", tags=["operations"], route_class=JsonRoute)
 
 QueueParam = Annotated[
     str | None, Query(max_length=200, description="One queue (default: every queue of the app).")

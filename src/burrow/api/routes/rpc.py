@@ -18,8 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow import tracing
+from burrow.api.body import JsonRoute
 from burrow.api.deps import ApiState, State, Write, ensure_available, http_span, name_path
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
+from burrow.api.longpoll import while_connected
 from burrow.errors import RpcError, RpcTimeout, Unroutable
 from burrow.messaging import CALL_TIMEOUT
 
@@ -29,7 +31,7 @@ ROUTE = f"{PREFIX}/rpc/{{name}}"
 #: Longest timeout a caller may ask for.
 MAX_TIMEOUT = 300.0
 
-router = APIRouter(prefix=PREFIX, tags=["rpc"])
+router = APIRouter(prefix=PREFIX, tags=["rpc"], route_class=JsonRoute)
 
 RpcName = Annotated[str, name_path("The RPC handler's name.")]
 
@@ -66,7 +68,9 @@ async def call_rpc(
     with http_span(request, ROUTE) as span:
         await ensure_available(state)
         try:
-            reply = await state.burrow.call(name, body.payload, timeout=body.timeout)
+            # Bounded by the timeout, and ended early when the client goes away.
+            calling = state.burrow.call(name, body.payload, timeout=body.timeout)
+            reply = await while_connected(request, calling)
         except RpcTimeout as exc:
             state.metrics.count_rpc(name, "timeout")
             raise ApiError(504, "rpc_timeout", str(exc), {"timeout": body.timeout}) from None

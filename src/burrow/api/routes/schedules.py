@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from burrow.api.body import JsonRoute
 from burrow.api.deps import ApiState, Read, State, Write
 from burrow.api.envelope import ApiError, Envelope, error_responses, ok
 from burrow.app import Burrow
@@ -23,7 +24,7 @@ from burrow.errors import StateUnavailable, UnknownTask
 from burrow.scheduler.cron import SCHEDULE_ID_RE
 from burrow.scheduling import ScheduleInfo, ScheduleNotFound, ScheduleReadOnly
 
-router = APIRouter(prefix="/api/v1", tags=["schedules"])
+router = APIRouter(prefix="/api/v1", tags=["schedules"], route_class=JsonRoute)
 
 ScheduleId = Annotated[str, Path(max_length=100, description="The schedule's id.")]
 

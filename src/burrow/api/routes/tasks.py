@@ -19,13 +19,12 @@ import orjson
 import pydantic_core
 from fastapi import APIRouter, Body, Header, Path, Query
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from burrow import tracing
+from burrow.api.body import JsonRoute, parse_json
 from burrow.api.deps import (
     ApiState,
     State,
@@ -38,6 +37,7 @@ from burrow.api.deps import (
 )
 from burrow.api.deps import Read as ReadScope
 from burrow.api.envelope import ApiError, Envelope, accepted, error_responses, ok
+from burrow.api.longpoll import while_connected
 from burrow.api.security import CallbackRefused, Scope, check_submitted_callback
 from burrow.app import MAX_DELAY, Burrow
 from burrow.errors import OperationTimeout, PublishTimeout
@@ -267,6 +267,8 @@ async def submit(
         # and released the key): look again shortly.
         await asyncio.sleep(0.02)
     state.metrics.count_submitted(definition.name, definition.queue, 1)
+    # The record as create.lua stored it: its timestamps are the ones the script wrote
+    # (Redis's clock, handed back by the submit), its ETA the one it was given.
     record = _NEW_RECORD.copy()
     record.update(
         id=task_id,
@@ -275,9 +277,9 @@ async def submit(
         status=QUEUED,
         payload=orjson.Fragment(body),
         max_retries=definition.max_retries,
-        created_at=now,
-        updated_at=now,
-        eta=due if due is not None and due > now else None,
+        created_at=handle.created_at,
+        updated_at=handle.created_at,
+        eta=eta,
         trace_id=trace_id_of(traceparent),
     )
     return accepted(record, {"location": f"{PREFIX}/tasks/{task_id}"})
@@ -336,10 +338,11 @@ async def submit_batch(
 #
 # The submit routes skip FastAPI's request handling (dependency solving, body validation
 # into a model, response validation and serialisation): ``LeanRoute`` sends requests to a
-# handler that reads the raw body once, parses it with pydantic-core's JSON parser, validates
-# it once with the body model the endpoint declares (so answers, errors included, are the
-# ones FastAPI gave) and writes the answer with orjson. The endpoint functions still declare
-# the typed body, headers and security: they document the operation in the OpenAPI schema.
+# handler that checks the key, reads the raw body once, parses it with the API's strict JSON
+# parser (``body.parse_json``), validates it once with the body model the endpoint declares
+# (so validation errors are the ones FastAPI gives) and writes the answer with orjson. The
+# endpoint functions still declare the typed body, headers and security: they document the
+# operation in the OpenAPI schema.
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -347,33 +350,9 @@ _MISSING: Any = object()
 
 
 def _parse_body(raw: bytes) -> Any:
-    """The JSON of a request body as FastAPI reads it (``json.loads``), or ``_MISSING`` for
-    an empty body. Errors as FastAPI's: 422 ``json_invalid`` with the position for broken
-    JSON, 400 for what Python's parser refuses otherwise (invalid UTF-8, huge numbers,
-    deep nesting)."""
-    if not raw:
-        return _MISSING
-    # pydantic-core accepts exactly what json.loads accepts, except NaN/Infinity literals,
-    # lone surrogates and a BOM, which go through json.loads below as before.
-    with contextlib.suppress(ValueError):
-        return pydantic_core.from_json(raw, allow_inf_nan=False)
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", exc.pos),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": exc.msg},
-                }
-            ],
-            body=exc.doc,
-        ) from None
-    except Exception:  # FastAPI answers any other parse failure with 400
-        raise HTTPException(400, "There was an error parsing the body") from None
+    """The JSON of a request body (``body.parse_json``: 422 for anything that is not strict
+    JSON, saying where), or ``_MISSING`` for an empty body."""
+    return parse_json(raw) if raw else _MISSING
 
 
 def _validate(adapter: TypeAdapter[Any], data: Any, errors: list[Any] | None = None) -> Any:
@@ -411,11 +390,12 @@ def _name_errors(name: str) -> list[Any]:
 async def _read_submit(
     request: Request, definition: TaskDefinition | None, adapter: TypeAdapter[Any]
 ) -> tuple[ApiState, TaskDefinition, Any]:
-    """Parse and validate a submit body once, check the caller's access, and find the task:
-    ``definition`` for a per-task route, the ``{name}`` path parameter for the generic one."""
-    data = _parse_body(await request.body())
+    """Check the caller's access, then parse and validate a submit body once, and find the
+    task: ``definition`` for a per-task route, the ``{name}`` path parameter for the generic
+    one. The key is checked first: a caller without one learns nothing about the body."""
     state = api_state(request)
     await check_access(request, state, Scope.WRITE, bearer_token(request))
+    data = _parse_body(await request.body())
     if definition is not None:
         return state, definition, _validate(adapter, data)
     name = request.path_params["name"]
@@ -464,7 +444,7 @@ def _batch_handler(definition: TaskDefinition | None, model: type[BaseModel]) ->
     return handle
 
 
-class LeanRoute(APIRoute):
+class LeanRoute(JsonRoute):
     """An ``APIRoute`` served by its endpoint's ``lean`` handler (see above); the endpoint
     itself only documents the operation (it would give the same answers if called)."""
 
@@ -555,7 +535,7 @@ def _add_task_routes(
     )
 
 
-router = APIRouter(prefix=PREFIX, tags=["tasks"])
+router = APIRouter(prefix=PREFIX, tags=["tasks"], route_class=JsonRoute)
 
 
 async def submit_by_name(
@@ -618,6 +598,7 @@ def generic_routes() -> tuple[LeanRoute, LeanRoute]:
 )
 async def get_task(
     task_id: TaskId,
+    request: Request,
     wait: Annotated[
         float | None,
         Query(
@@ -629,8 +610,10 @@ async def get_task(
 ) -> Response:
     app = state.burrow
     if wait:
+        # The wait ends by its deadline, or as soon as the client goes away.
+        waiting = app.wait(task_id, timeout=min(wait, state.wait_cap))
         with contextlib.suppress(OperationTimeout):  # not terminal yet: the current record
-            return ok(await app.wait(task_id, timeout=min(wait, state.wait_cap)))
+            return ok(await while_connected(request, waiting))
     async with asyncio.timeout(state.timeout):
         await app.state.open()
     return ok(await app.get(task_id))
