@@ -190,7 +190,8 @@ async def test_the_applications_own_routes_say_where_too(
     api_app: Callable[..., Burrow],
 ) -> None:
     """A body FastAPI itself could not parse, on an application route, is answered with
-    the same "malformed JSON at line, column" message."""
+    the same 422 and "malformed JSON at line, column" message (bytes that are not UTF-8
+    too, which FastAPI answers with a 400 of its own)."""
     app = api_app()
     router = APIRouter()
 
@@ -201,9 +202,14 @@ async def test_the_applications_own_routes_say_where_too(
     app.include_router(router)
     async with asgi_client(app) as client:
         r = await client.post("/orders", content=b'{"sku": "a",}', headers=JSON)
+        not_utf8 = await client.post("/orders", content=b'{"sku":\n "\xff"}', headers=JSON)
     assert r.status_code == 422
     message = assert_envelope(r)["message"]
     assert message.startswith("malformed JSON at line 1, column 13: expecting property name")
+    assert not_utf8.status_code == 422
+    assert assert_envelope(not_utf8)["message"] == (
+        "malformed JSON at line 2, column 3: invalid UTF-8 (byte 0xff)"
+    )
 
 
 async def test_the_key_is_checked_before_the_body_is_parsed(

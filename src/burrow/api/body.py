@@ -93,29 +93,31 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as exc:
         prefix = raw[: exc.start].decode("utf-8")
         reason = f"invalid UTF-8 (byte 0x{raw[exc.start]:02x})"
-        raise _malformed(prefix, len(prefix), reason) from None
+        raise malformed_json(prefix, len(prefix), reason) from None
     text = text.removeprefix("\ufeff")
     try:
         data = _DECODER.decode(text)
     except json.JSONDecodeError as exc:  # "Expecting ',' delimiter", "Extra data", ...
         reason = exc.msg.removesuffix(" at")
-        raise _malformed(text, exc.pos, reason[:1].lower() + reason[1:]) from None
+        raise malformed_json(text, exc.pos, reason[:1].lower() + reason[1:]) from None
     except _Refused as exc:
         where = _locate(text) or exc  # the decoder's hooks cannot see where they are
-        raise _malformed(text, where.pos, where.reason) from None
+        raise malformed_json(text, where.pos, where.reason) from None
     except RecursionError:
-        raise _malformed(text, None, "nested too deeply") from None
+        raise malformed_json(text, None, "nested too deeply") from None
     except ValueError:  # the only other one: int() refusing a very long integer
         reason = f"an integer of more than {sys.get_int_max_str_digits()} digits"
-        raise _malformed(text, None, reason) from None
+        raise malformed_json(text, None, reason) from None
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
         found = _locate(text)  # a lone surrogate among the escapes?
         if found is not None:
-            raise _malformed(text, found.pos, found.reason)
+            raise malformed_json(text, found.pos, found.reason)
     return data
 
 
-def _malformed(text: str, pos: int | None, reason: str) -> ApiError:
+def malformed_json(text: str, pos: int | None, reason: str) -> ApiError:
+    """The 422 for a body that is not JSON: ``reason`` at index ``pos`` of ``text`` (its
+    line and column; None: nowhere in particular)."""
     detail: dict[str, Any] = {"loc": ["body"], "msg": reason, "type": "json_invalid"}
     if pos is None:
         return ApiError(422, "validation_error", f"malformed JSON: {reason}", [detail])

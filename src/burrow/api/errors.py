@@ -26,6 +26,7 @@ Every 503 carries ``Retry-After``.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import structlog
@@ -34,6 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from burrow.api.body import malformed_json
 from burrow.api.envelope import ApiError, error
 from burrow.errors import (
     BrokerError,
@@ -122,23 +124,39 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _malformed_json(exc: RequestValidationError) -> str | None:
-    """Where a body FastAPI could not parse broke (routes that do not parse with
-    ``body.parse_json``, such as the application's own), as ``parse_json`` says it; None
-    for other validation errors."""
-    errors = exc.errors()
-    if len(errors) != 1 or errors[0].get("type") != "json_invalid":
+#: FastAPI's 400 for a body its JSON parser failed on other than by syntax.
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+
+
+def _unparsed_body(exc: Exception) -> ApiError | None:
+    """The 422 ``body.parse_json`` gives, for a body FastAPI itself could not parse (on
+    routes that do not use ``body.JsonRoute``, such as the application's own): its
+    ``json_invalid`` validation error, or its 400 for bytes that are not UTF-8, deep nesting
+    or an over-long integer. None for any other error."""
+    if isinstance(exc, RequestValidationError):
+        errors = exc.errors()
+        if len(errors) != 1 or errors[0].get("type") != "json_invalid":
+            return None
+        loc, ctx = errors[0].get("loc", ()), errors[0].get("ctx") or {}
+        if len(loc) != 2 or not isinstance(loc[1], int) or not isinstance(exc.body, str):
+            return None
+        reason = str(ctx.get("error", "not JSON"))
+        return malformed_json(exc.body, loc[1], reason[:1].lower() + reason[1:])
+    if not isinstance(exc, HTTPException) or exc.detail != _FASTAPI_PARSE_ERROR:
         return None
-    loc, ctx = errors[0].get("loc", ()), errors[0].get("ctx") or {}
-    doc = exc.body
-    if len(loc) != 2 or not isinstance(loc[1], int) or not isinstance(doc, str | bytes):
-        return None
-    text = doc.decode("utf-8", errors="replace") if isinstance(doc, bytes) else doc
-    pos = loc[1]
-    line = text.count("\n", 0, pos) + 1
-    column = pos - text.rfind("\n", 0, pos)
-    reason = str(ctx.get("error", "not JSON"))
-    return f"malformed JSON at line {line}, column {column}: {reason[:1].lower()}{reason[1:]}"
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError) and isinstance(cause.object, bytes):
+        prefix = cause.object[: cause.start].decode("utf-8", errors="replace")
+        return malformed_json(
+            prefix, len(prefix), f"invalid UTF-8 (byte 0x{cause.object[cause.start]:02x})"
+        )
+    if isinstance(cause, RecursionError):
+        return malformed_json("", None, "nested too deeply")
+    if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+        return malformed_json(
+            "", None, f"an integer of more than {sys.get_int_max_str_digits()} digits"
+        )
+    return malformed_json("", None, "the body could not be read as JSON")
 
 
 def install(app: FastAPI) -> None:
@@ -152,20 +170,25 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, BurrowError)  # noqa: S101
         return burrow_error_response(exc)
 
-    async def on_http_error(_request: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)  # noqa: S101
+        unparsed = _unparsed_body(exc)
+        if unparsed is not None:
+            return await on_api_error(request, unparsed)
         type_ = _HTTP_TYPES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else type_.replace("_", " ")
         return error(
             exc.status_code, message, type_, headers=dict(exc.headers) if exc.headers else None
         )
 
-    async def on_validation_error(_request: Request, exc: Exception) -> Response:
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)  # noqa: S101
+        unparsed = _unparsed_body(exc)
+        if unparsed is not None:
+            return await on_api_error(request, unparsed)
         details = validation_details(exc.errors())
         fields = ", ".join(".".join(d["loc"]) for d in details[:5])
-        message = _malformed_json(exc) or f"invalid request: {fields}"
-        return error(422, message, "validation_error", details)
+        return error(422, f"invalid request: {fields}", "validation_error", details)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(BurrowError, on_burrow_error)
