@@ -41,6 +41,7 @@ from burrow.broker.topology import NORMAL_LANE
 from burrow.errors import ConfigurationError, Unroutable
 from burrow.state.redis import Reopened
 from burrow.tasks.envelope import HDR_ATTEMPT, HDR_DEAD_AT, HDR_HISTORY, HDR_ORIGIN, HDR_REASON
+from burrow.tasks.headers import replayable
 from burrow.tasks.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -396,11 +397,9 @@ class _Replay:
         return True
 
     async def _publish(self, delivery: Delivery, target: str) -> None:
-        headers = {
-            k: v
-            for k, v in (delivery.headers or {}).items()
-            if not k.startswith(("x-burrow-", "x-death", "x-first-death", "x-last-death"))
-        }
+        # A fresh run: the dead run's x-burrow-* headers stay behind, and so does anything
+        # the broker would act on again (CC/BCC would plant copies in other queues).
+        headers = replayable(delivery.headers)
         headers[HDR_ATTEMPT] = 1
         await self.app.broker.publish(
             target,

@@ -448,3 +448,44 @@ async def test_undecodable_properties_are_dead_lettered_without_dropping_the_con
     assert letter.headers["x-burrow-reason"] == "bad_properties"
     assert "cannot be decoded" in letter.headers["x-burrow-bad-properties"]
     assert letter.body == b'{"n": 1}'
+
+
+async def test_replaying_a_dead_letter_drops_its_routing_headers(
+    make_app: Callable[..., Burrow],
+) -> None:
+    """A dead letter that carries a CC (put in the dead-letter queue by a foreign producer)
+    is replayed to its work queue only: the replayed copy has no CC, so no copy lands in
+    the queue the CC named, and the task runs once."""
+    app = make_app()
+    make_app.extra_queues.add("spy")  # type: ignore[attr-defined]
+    runs: list[str] = []
+
+    @app.task
+    async def echo(p: dict[str, str], ctx: TaskContext) -> None:
+        runs.append(ctx.task_id)
+
+    await app.connect(timeout=5)
+    await app.declare_queue("spy")
+    await app.declare_queue("default")  # and its dead-letter queue
+    spy, dlq = app.names.queue("spy"), app.names.dlq("default")
+    task_id = f"replay-cc-{uuid.uuid4().hex}"
+    await asyncio.to_thread(
+        pika_publish,
+        dlq,
+        b"{}",
+        message_id=task_id,
+        type="echo",
+        content_type="application/json",
+        headers={"CC": [spy], "x-tenant": "acme", "x-burrow-origin": "default"},
+    )
+    assert await depth(app, spy) == 1  # the foreign publish's own copy
+    assert await depth(app, dlq) == 1
+    async with running_worker(app):
+        replayed = await app.replay_dead_letters("default")
+        record = await app.wait(task_id, timeout=15, missing_ok=True)  # a foreign task's
+        # record is written when a worker first takes its message
+    assert replayed == 1
+    assert record.status is TaskStatus.SUCCEEDED
+    assert runs == [task_id]
+    assert await depth(app, spy) == 1  # nothing more from the replay
+    assert await depth(app, dlq) == 0
