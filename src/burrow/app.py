@@ -57,8 +57,10 @@ from burrow.tasks.envelope import (
     eta_header,
     new_task_id,
     new_traceparent,
+    task_id_problem,
     trace_id_of,
 )
+from burrow.tasks.headers import check_client_headers
 from burrow.tasks.listing import TaskFilter, check_limit, decode_cursor, encode_cursor
 from burrow.tasks.record import TaskEvent, TaskRecord
 from burrow.tasks.registry import TaskRegistry
@@ -431,7 +433,9 @@ class Burrow(Messaging, Operations, Scheduling):
                 it is returned (``existing=True``), its record unchanged; its message is
                 published again only while it is still ``queued`` (which repairs a
                 submit that crashed between the record and the publish).
-            headers: extra message headers (e.g. ``traceparent``).
+            headers: extra message headers (e.g. ``traceparent``, application headers a
+                handler reads); burrow's own ``x-burrow-*`` and headers the broker acts on
+                (``CC``, ``BCC``, ``x-match``, ...) are refused.
             callback_url: http(s) URL that gets a signed POST when the task ends
                 (docs/webhooks.md); checked against SSRF here and at every delivery.
 
@@ -439,8 +443,13 @@ class Burrow(Messaging, Operations, Scheduling):
             UnknownTask: no such task. PayloadInvalid: the payload does not validate.
             CallbackRefused: ``callback_url`` is refused (SSRF rules), or no
                 ``BURROW_WEBHOOK_SECRET`` is set.
+            HeaderRefused: (a ``ConfigurationError``) a header a client may not send.
+            ConfigurationError: ``task_id`` is not printable text of at most 255 bytes.
             BrokerUnavailable, PublishTimeout, PublishRejected, StateUnavailable.
         """
+        if task_id is not None and (problem := task_id_problem(task_id)) is not None:
+            raise ConfigurationError(f"task_id refused: {problem}")
+        check_client_headers(headers)
         definition = self.registry.get(name)
         body = self._encode(definition, payload)
         if callback_url is not None:

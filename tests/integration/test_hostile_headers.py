@@ -489,3 +489,28 @@ async def test_replaying_a_dead_letter_drops_its_routing_headers(
     assert runs == [task_id]
     assert await depth(app, spy) == 1  # nothing more from the replay
     assert await depth(app, dlq) == 0
+
+
+async def test_app_submit_refuses_hostile_headers_and_ids_before_anything_is_written(
+    make_app: Callable[..., Burrow],
+) -> None:
+    """app.submit raises a clear error for a CC header, one of burrow's own headers and a
+    task id with a line break, and writes no record for any of them; a plain submit still
+    works afterwards."""
+    app = make_app()
+
+    @app.task
+    async def echo(p: dict[str, str]) -> None:
+        """Never run here."""
+
+    with pytest.raises(HeaderRefused, match="'CC'"):
+        await app.submit("echo", {}, task_id="cc-task", headers={"CC": ["elsewhere"]})
+    with pytest.raises(HeaderRefused, match="x-burrow-attempt"):
+        await app.submit("echo", {}, task_id="attempt-task", headers={"x-burrow-attempt": -5})
+    with pytest.raises(ConfigurationError, match="task_id refused"):
+        await app.submit("echo", {}, task_id="a\r\nLocation: x")
+    await app.state.open()
+    for refused in ("cc-task", "attempt-task", "a\r\nLocation: x"):
+        assert await app.state.get(refused) is None
+    handle = await app.submit("echo", {}, headers={"x-tenant": "acme"})
+    assert (await app.get(handle.id)).status is TaskStatus.QUEUED
