@@ -47,6 +47,7 @@ from burrow.tasks.envelope import (
     HDR_TRACEPARENT,
     JSON,
     MAX_ATTEMPT,
+    MAX_TASK_ID_BYTES,
 )
 from burrow.tasks.handlers import (
     HDR_DEADLINE,
@@ -56,6 +57,7 @@ from burrow.tasks.handlers import (
     RPC_OK,
     Subscriber,
 )
+from burrow.tasks.headers import MAX_CLIENT_HEADERS, MAX_CLIENT_VALUE_BYTES
 
 if TYPE_CHECKING:
     from burrow.app import Burrow
@@ -72,6 +74,9 @@ SCHEMA_REF = "#/components/schemas/{model}"
 #: Why a dead letter died (its ``x-burrow-reason`` header), as the worker writes it.
 DEAD_LETTER_REASONS: dict[str, str] = {
     "too_large": "the body exceeds BURROW_MAX_MESSAGE_BYTES",
+    "bad_properties": "an AMQP property (e.g. message_id) is not valid UTF-8",
+    "bad_message_id": "message_id has control or other non-printable characters, or is "
+    f"over {MAX_TASK_ID_BYTES} bytes in UTF-8",
     "bad_content_type": "content_type is not JSON or text/plain, or content_encoding is "
     "not UTF-8 or identity",
     "missing_type": "no AMQP type property",
@@ -153,11 +158,15 @@ _TASK_HEADERS: dict[str, Any] = {
 _EVENT_HEADERS: dict[str, Any] = {
     "type": "object",
     "description": "The publisher's headers (what a headers exchange matches on) plus an "
-    "optional traceparent.",
+    f"optional traceparent: at most {MAX_CLIENT_HEADERS}, each a string of at most "
+    f"{MAX_CLIENT_VALUE_BYTES} bytes, a number or a boolean. burrow's own x-burrow-* "
+    "headers and the ones the broker acts on (CC, BCC, x-match, x-death, x-delay, "
+    "x-dead-letter-*, ...) are refused over HTTP and dropped from every copy burrow makes.",
+    "maxProperties": MAX_CLIENT_HEADERS,
     "properties": {
         HDR_TRACEPARENT: {"type": "string", "pattern": _TRACEPARENT_PATTERN},
     },
-    "additionalProperties": True,
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
 }
 
 _RPC_REQUEST_HEADERS: dict[str, Any] = {
@@ -426,7 +435,9 @@ class _Builder:
                 "message_id": {
                     "type": "string",
                     "minLength": 1,
-                    "description": "The task id (burrow uses UUID4 text). Strongly "
+                    "maxLength": MAX_TASK_ID_BYTES,
+                    "description": "The task id (burrow uses UUID4 text): printable text of "
+                    f"at most {MAX_TASK_ID_BYTES} bytes in UTF-8. Strongly "
                     "recommended: without it every delivery runs under a fresh id, so a "
                     "redelivery is not recognised and a failing task is retried forever.",
                 },
@@ -538,8 +549,10 @@ class _Builder:
                         "message_id": {
                             "type": "string",
                             "minLength": 1,
-                            "description": "The event id; subscribers dedupe by it (without "
-                            "one a redelivery cannot be recognised).",
+                            "maxLength": MAX_TASK_ID_BYTES,
+                            "description": "The event id, printable text of at most "
+                            f"{MAX_TASK_ID_BYTES} bytes in UTF-8; subscribers dedupe by it "
+                            "(without one a redelivery cannot be recognised).",
                         },
                         "type": {
                             "type": "string",
