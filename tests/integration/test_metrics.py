@@ -188,6 +188,12 @@ async def test_api_and_worker_metrics_count_a_run_of_tasks(procs: Procs, produce
             lambda: _depth(client, worker_metrics), timeout=30, what="depth", pool=procs
         )
         assert depth == [0.0, 1.0]  # nothing ready; one dead letter
+        # The subscriber's queue is sampled too: its dead letters are where failed events go.
+        subscriber = producer.handlers.subscriber("metered_audit")
+        assert subscriber is not None
+        w = await scrape(client, worker_metrics)
+        assert value(w, "burrow_queue_depth", queue=subscriber.queue) == 0
+        assert value(w, "burrow_dead_letters", queue=subscriber.queue) == 0
 
         # Any scrape of the API answers the sum over its two processes.
         for _ in range(4):

@@ -452,13 +452,16 @@ class Worker:
         self, metrics: WorkerMetrics, executor: Executor, done: asyncio.Event
     ) -> None:
         """Keep the gauges current until ``done``: in flight every ``METRICS_TICK``, the
-        depths of this worker's queues every ``DEPTH_INTERVAL`` (best effort)."""
+        depths and dead letters of this worker's task and subscriber queues every
+        ``DEPTH_INTERVAL`` (best effort; a broadcast subscriber's per-worker queues are
+        exclusive, so only its dead letters are read)."""
         last_depth = 0.0
+        sampled = [*self.queues, *dict.fromkeys(sub.queue for sub in self.subscribers)]
         while not done.is_set():
             metrics.in_flight.set(executor.in_flight)
             if time.monotonic() - last_depth >= DEPTH_INTERVAL:
                 last_depth = time.monotonic()
-                for queue in self.queues:
+                for queue in sampled:
                     try:
                         work, dead = await self.app.queue_stats(queue)
                     except (BrokerError, TimeoutError) as exc:
