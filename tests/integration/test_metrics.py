@@ -191,9 +191,17 @@ async def test_api_and_worker_metrics_count_a_run_of_tasks(procs: Procs, produce
         # The subscriber's queue is sampled too: its dead letters are where failed events go.
         subscriber = producer.handlers.subscriber("metered_audit")
         assert subscriber is not None
-        w = await scrape(client, worker_metrics)
-        assert value(w, "burrow_queue_depth", queue=subscriber.queue) == 0
-        assert value(w, "burrow_dead_letters", queue=subscriber.queue) == 0
+        labels = (("queue", subscriber.queue),)
+
+        async def subscriber_sampled() -> list[float | None] | None:
+            s = await scrape(client, worker_metrics)
+            found = [
+                s.get((name, labels)) for name in ("burrow_queue_depth", "burrow_dead_letters")
+            ]
+            return found if None not in found else None
+
+        sampled = await eventually(subscriber_sampled, timeout=30, what="subscriber", pool=procs)
+        assert sampled == [0.0, 0.0]
 
         # Any scrape of the API answers the sum over its two processes.
         for _ in range(4):
