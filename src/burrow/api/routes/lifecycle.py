@@ -50,7 +50,7 @@ async def list_tasks(
 @router.post(
     "/tasks/{task_id}/cancel",
     response_model=Envelope[TaskRecord],
-    responses=error_responses(401, 403, 404, 409, 429, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
     summary="Cancel a queued or running task (409 when it already finished)",
 )
 async def cancel_task(task_id: TaskId, state: ApiState = State, _who: str = Write) -> Response:
@@ -62,7 +62,7 @@ async def cancel_task(task_id: TaskId, state: ApiState = State, _who: str = Writ
     "/tasks/{task_id}/retry",
     status_code=202,
     response_model=Envelope[TaskRecord],
-    responses=error_responses(401, 403, 404, 409, 429, 503),
+    responses=error_responses(401, 403, 404, 409, 422, 429, 503),
     summary="Run a failed (or cancelled) task again",
 )
 async def retry_task(task_id: TaskId, state: ApiState = State, _who: str = Write) -> Response:

@@ -366,7 +366,7 @@ async def event_stream(request: Request, state: ApiState = State, _who: str = Re
 @router.get(
     "/tasks/{task_id}/history",
     response_model=Envelope[list[TaskEvent]],
-    responses=error_responses(401, 403, 404, 429, 503),
+    responses=error_responses(401, 403, 404, 422, 429, 503),
     summary="A task's events, oldest first (its timeline)",
 )
 async def task_history(task_id: TaskId, state: ApiState = State, _who: str = Read) -> Response:

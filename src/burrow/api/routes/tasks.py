@@ -43,7 +43,7 @@ from burrow.app import MAX_DELAY, Burrow
 from burrow.errors import OperationTimeout, PublishTimeout
 from burrow.tasks.callbacks import HDR_CALLBACK
 from burrow.tasks.definition import TaskDefinition
-from burrow.tasks.envelope import new_task_id, new_traceparent, trace_id_of
+from burrow.tasks.envelope import MAX_TASK_ID_BYTES, new_task_id, new_traceparent, trace_id_of
 from burrow.tasks.record import TaskRecord
 from burrow.tasks.status import TaskStatus
 
@@ -58,7 +58,11 @@ _NEW_RECORD: dict[str, Any] = {
 #: Items per batch request (the body cap applies too).
 MAX_BATCH = 10_000
 
-TaskId = Annotated[str, Path(min_length=1, max_length=200, description="The task id.")]
+#: A task id is printable text of at most 255 bytes in UTF-8 (``tasks.envelope``), so at
+#: most 255 characters.
+TaskId = Annotated[
+    str, Path(min_length=1, max_length=MAX_TASK_ID_BYTES, description="The task id.")
+]
 IdempotencyHeader = Annotated[
     str | None,
     Header(
