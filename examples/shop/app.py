@@ -1,6 +1,7 @@
 """The example shop on burrow: ``burrow up examples.shop.app:app`` (what ``make up`` runs).
 
-The order flow of the fifth source document, on a real database (``db.py``):
+An order flow (order placed, stock deducted, SMS sent, every event audited) on a real
+database (``db.py``):
 
 1. ``POST /orders`` writes a ``pending`` order and publishes ``order.created`` to the topic
    exchange ``shop.events``, then answers 201: the customer does not wait for the rest.

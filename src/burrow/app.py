@@ -77,7 +77,7 @@ log = structlog.get_logger("burrow")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Longest delay accepted at submit (7 days; RELIABILITY §5 limits).
+#: Longest delay accepted at submit (7 days: longer waits belong in a schedule).
 MAX_DELAY = 7 * 24 * 3600.0
 #: Publishes in flight at once in ``submit_many`` (confirms are pipelined in windows).
 SUBMIT_WINDOW = 1000

@@ -1,7 +1,7 @@
 """Settings: read once from ``BURROW_*`` environment variables, then passed down frozen.
 
 ``Settings`` is the flat view that pydantic-settings fills from the environment (the variable
-names are an interface, SPEC §2). Components take the grouped, frozen views
+names are an interface: deployments set them). Components take the grouped, frozen views
 (``settings.amqp``, ``settings.redis``, ``settings.worker``, ``settings.retry``), so no
 component reads the environment itself.
 """
@@ -83,7 +83,7 @@ class SchedulerSettings:
 
 
 class Settings(BaseSettings):
-    """Every setting, from ``BURROW_<NAME>`` variables (see SPEC §2 and docs/configuration.md)."""
+    """Every setting, from ``BURROW_<NAME>`` variables (see docs/configuration.md)."""
 
     model_config = SettingsConfigDict(env_prefix="BURROW_", frozen=True, extra="ignore")
 

@@ -122,7 +122,7 @@ async def client(api_app: Callable[..., Burrow]) -> AsyncIterator[httpx.AsyncCli
 
 
 def assert_envelope(response: httpx.Response) -> dict[str, Any]:
-    """The body is the SPEC §6 envelope with ``code`` equal to the status; returns it."""
+    """The body is the API's one envelope with ``code`` equal to the status; returns it."""
     body = response.json()
     assert isinstance(body, dict), body
     assert body["code"] == response.status_code, body

@@ -1,4 +1,4 @@
-"""The CLI's fixed command shapes (SPEC §7), run as real subprocesses."""
+"""The CLI's fixed command shapes (names scripts rely on), run as real subprocesses."""
 
 from __future__ import annotations
 

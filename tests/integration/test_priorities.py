@@ -1,4 +1,4 @@
-"""Priorities under a backlog, on quorum and classic queues (issue 5): priority lanes."""
+"""Priorities under a backlog, on quorum and classic queues: priority lanes."""
 
 from __future__ import annotations
 

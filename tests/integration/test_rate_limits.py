@@ -1,4 +1,4 @@
-"""Rate limits per task name, shared through Redis by two worker processes (issue 5).
+"""Rate limits per task name, shared through Redis by two worker processes.
 
 The worker subprocesses run ``tests.integration.test_rate_limits:app`` (this module).
 """

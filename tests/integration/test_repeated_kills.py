@@ -1,4 +1,4 @@
-"""RELIABILITY scenario 2, scaled down: worker children SIGKILLed mid-task, repeatedly.
+"""Repeated kills, scaled down: worker children SIGKILLed mid-task, repeatedly.
 
 ``burrow worker --processes 2`` runs two supervised children of ``crash_app`` (each run of
 ``sleep_ms`` is journaled with its pid and attempt). Three rounds each SIGKILL a random busy

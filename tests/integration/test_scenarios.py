@@ -1,9 +1,10 @@
-"""RELIABILITY.md §3.2 scenarios 1, 4, 6, 15 and 17, scaled down to run in the suite.
+"""Fault scenarios, scaled down to run in the suite: a clean load on two worker processes, a
+paused (zombie) worker, hung handlers, poison messages, and retry and backoff timing.
 
-Each test checks the scenario's criteria with the checker's vocabulary (§3.1): *lost* (not
-terminal after the drain), *dup_exec* (runs started more than once), *terminal_writes*
-(terminal entries in a task's history, always exactly 1), *stuck* (left ``running``) and
-*residue* (messages left in the work queue). Scenarios 1 and 4 run worker subprocesses
+Each test checks the same criteria, in one vocabulary: *lost* (not terminal after the
+drain), *dup_exec* (runs started more than once), *terminal_writes* (terminal entries in a
+task's history, always exactly 1), *stuck* (left ``running``) and *residue* (messages left
+in the work queue). The clean load and the paused worker run worker subprocesses
 (``tests.integration.scenario_app``) that journal every run to a file; the others run the
 worker in the test's event loop and count runs in memory.
 """
@@ -97,7 +98,7 @@ async def running_count(app: Burrow) -> int:
 async def test_baseline_conservation_two_workers(
     make_app: Callable[..., Burrow], workers: WorkerPool
 ) -> None:
-    """Scenario 1, 2000 tasks of 20-200 ms on 2 worker processes, no faults: none lost,
+    """2000 tasks of 20-200 ms on 2 worker processes, no faults: none lost,
     none run twice, exactly one terminal entry per history, nothing left in the queues,
     and each worker ran within ±25 % of the mean share."""
     app = register(make_app())
@@ -147,14 +148,14 @@ async def _equals(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
 
 
-# -- scenario 4: paused worker (SIGSTOP), the zombie case ------------------------------------
+# -- paused worker (SIGSTOP), the zombie case ------------------------------------
 
 
 @pytest.mark.chaos
 async def test_paused_worker_is_fenced_and_resumes(
     make_app: Callable[..., Burrow], workers: WorkerPool
 ) -> None:
-    """Scenario 4: a worker is SIGSTOPped while it runs 2 s tasks. The broker drops it after
+    """A worker is SIGSTOPped while it runs 2 s tasks. The broker drops it after
     the heartbeat timeout, the other worker finishes its tasks; after SIGCONT the zombie's
     late terminal writes are refused (histories unchanged, one terminal entry each), nothing
     is lost, only the tasks in flight at the pause ran twice, and the zombie reconnects and
@@ -184,7 +185,7 @@ async def test_paused_worker_is_fenced_and_resumes(
     await asyncio.sleep(0.3)  # let Redis run what the zombie had already sent
 
     # In flight at the pause: started on the zombie (its attempt holds the record) and not
-    # terminal. Only these may run twice (G3).
+    # terminal. Only these may run twice.
     before = {r.id: r for r in await asyncio.gather(*(app.get(i) for i in ids))}
     in_flight = {i for i, r in before.items() if pid_of(r.worker) == zombie.pid and not r.terminal}
     assert len(in_flight) >= 4, before
@@ -222,7 +223,7 @@ async def test_paused_worker_is_fenced_and_resumes(
         what="the zombie's runs ending after SIGCONT",
         pool=workers,
     )
-    # G7: it reconnects and consumes again within 10 s.
+    # It reconnects and consumes again within 10 s.
     await eventually(
         lambda: _equals(consumers(app), 2),
         timeout=10,
@@ -259,7 +260,7 @@ async def test_paused_worker_is_fenced_and_resumes(
     assert await running_count(app) == 0
 
 
-# -- scenario 6: hung handlers -------------------------------------------------------------
+# -- hung handlers -------------------------------------------------------------
 
 
 class Job(BaseModel):
@@ -269,7 +270,7 @@ class Job(BaseModel):
 async def test_hung_handlers_time_out_retry_and_dead_letter(
     make_app: Callable[..., Burrow],
 ) -> None:
-    """Scenario 6: 10 handlers that never return among 300 normal tasks (timeout 1 s,
+    """10 handlers that never return among 300 normal tasks (timeout 1 s,
     max_retries 1). Each hung run is cancelled after 1 s (+ at most 1 s), every hung task
     ends 'failed' after exactly 2 runs, with a TaskTimeout error, and is in the DLQ; normal
     tasks all succeed at once; nothing is left running."""
@@ -329,7 +330,7 @@ async def test_hung_handlers_time_out_retry_and_dead_letter(
         assert letter.error["type"] == "TaskTimeout"
 
 
-# -- scenario 15: poison messages ----------------------------------------------------------
+# -- poison messages ----------------------------------------------------------
 
 
 class PoisonError(Exception):
@@ -339,7 +340,7 @@ class PoisonError(Exception):
 async def test_poison_tasks_run_max_times_then_dead_letter(
     make_app: Callable[..., Burrow],
 ) -> None:
-    """Scenario 15: 30 always-failing tasks run exactly max_retries + 1 = 3 times, end
+    """30 always-failing tasks run exactly max_retries + 1 = 3 times, end
     'failed' (max_retries) and are exactly the DLQ's contents; 30 flaky(2) tasks run exactly
     3 times and succeed; 300 normal tasks run once and succeed; the work queue is empty."""
     max_retries = 2
@@ -401,11 +402,11 @@ async def test_poison_tasks_run_max_times_then_dead_letter(
         assert letter.error["type"] == "PoisonError"
 
 
-# -- scenario 17: retry and backoff timing ---------------------------------------------------
+# -- retry and backoff timing ---------------------------------------------------
 
 
 async def test_retry_backoff_follows_the_policy(make_app: Callable[..., Burrow]) -> None:
-    """Scenario 17: 30 flaky(3) tasks submitted at random times, backoff base 0.2 s, factor
+    """30 flaky(3) tasks submitted at random times, backoff base 0.2 s, factor
     2, jitter 0.25. From each history: attempt n+1 starts no earlier than
     base·2^(n-1)·(1-jitter) after attempt n failed and at most 1 s later than that; the
     scheduled ETA lies in the jitter band and is honoured; the attempt count the handler

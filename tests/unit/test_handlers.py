@@ -12,7 +12,7 @@ from burrow.tasks.handlers import event_task_id, reply_to_allowed, subscriber_bi
 
 
 def test_names_of_exchanges_and_rpc_queues() -> None:
-    """SPEC §5: Exchange("shop.events") is {ns}.shop.events, RPC name is {ns}.rpc.{name}."""
+    """Exchange("shop.events") is {ns}.shop.events, RPC name is {ns}.rpc.{name}."""
     names = Names("burrow")
     assert event_exchange(names, Exchange("shop.events", "topic")).name == "burrow.shop.events"
     assert event_exchange(names, Exchange("shop.events", "topic")).durable

@@ -8,7 +8,8 @@ from burrow.tasks.status import TERMINAL, TRANSITIONS, TaskStatus, can_move
 
 
 def test_status_values_are_the_spec_names() -> None:
-    """The six status values are exactly those named in SPEC section 4."""
+    """The six status values are exactly the documented ones (queued, running, retrying and
+    the three terminal states)."""
     assert {s.value for s in TaskStatus} == {
         "queued",
         "running",

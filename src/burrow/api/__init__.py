@@ -1,4 +1,4 @@
-"""The HTTP API (SPEC §6): ``create_app(burrow)`` builds the FastAPI app, ``serve`` runs it,
+"""The HTTP API: ``create_app(burrow)`` builds the FastAPI app, ``serve`` runs it,
 ``check_bind`` enforces "no keys, loopback only" (docs/api.md)."""
 
 from burrow.api.app import create_app, serve

@@ -105,7 +105,7 @@ def _check_own_paths(router: APIRouter) -> None:
 
 
 def create_app(burrow: Burrow) -> FastAPI:
-    """Build the HTTP API (SPEC §6) for ``burrow``.
+    """Build the HTTP API for ``burrow``.
 
     Each task registered so far gets typed ``POST /api/v1/tasks/{name}`` and ``.../batch``
     operations; tasks registered later are still served by the generic routes. Routers the

@@ -1,4 +1,4 @@
-"""The one response envelope of the HTTP API (SPEC §6).
+"""The one response envelope of the HTTP API.
 
 Every JSON answer is ``{"code": <HTTP status>, "message": <str>, "data": <any>}``; errors add
 ``"error": {"type": <machine-readable str>, "details": <any>}``. The models here document

@@ -5,8 +5,8 @@ The API counts what it does: submissions (``burrow_tasks_submitted_total{task,qu
 events published (``burrow_events_published_total{exchange}``), RPC calls by outcome,
 HTTP requests by route template and status, their latency, requests refused by a limit,
 publish-confirm latency, and the queue depths (read again on a scrape, at most every
-``DEPTH_MAX_AGE`` seconds). Workers serve their own run counters (SPEC §6). The series are
-declared in ``burrow.metrics.CATALOGUE``.
+``DEPTH_MAX_AGE`` seconds). Workers serve their own run counters (each process serves
+what it counts). The series are declared in ``burrow.metrics.CATALOGUE``.
 
 With ``burrow api --workers N`` the uvicorn processes share a multi-process directory
 (``PROMETHEUS_MULTIPROC_DIR``), and a scrape of any of them answers the sum of all.

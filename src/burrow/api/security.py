@@ -105,7 +105,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(settings: Settings, host: str, insecure: bool) -> None:
-    """Refuse to serve the API beyond loopback without API keys (SPEC §6).
+    """Refuse to serve the API beyond loopback without API keys.
 
     Raises:
         ConfigurationError: ``host`` is not loopback, no ``BURROW_API_KEYS`` are set, and

@@ -1,11 +1,11 @@
 """Everything burrow declares on RabbitMQ, as pure data (namespace-aware).
 
-Names (SPEC §5): the work queue of queue ``Q`` is ``{ns}.{Q}``; its dead letters go to
+Names (docs/wire-format.md): the work queue of queue ``Q`` is ``{ns}.{Q}``; its dead letters go to
 ``{ns}.{Q}.dlq``; delayed messages (retries, ETAs) wait in ``{ns}.delay.{ms}`` tier queues
 behind the ``{ns}.delay`` headers exchange. An empty namespace means no prefix.
 
 Why tiers: on RabbitMQ 3.10 a queue expires messages only from its head, so one delay queue
-with per-message TTLs makes a 1 s retry wait behind a 10 min one (RELIABILITY M5). Each
+with per-message TTLs makes a 1 s retry wait behind a 10 min one. Each
 tier queue has one fixed ``x-message-ttl``, so its messages expire in arrival order. A delay
 is split greedily into tiers of 100 ms * 2^k; on expiry the tier dead-letters the message to
 the default exchange with its original routing key (the work queue), and the worker sends it
@@ -46,7 +46,7 @@ CONTROL_CANCEL = "cancel"
 #: and classic ones, and add queues instead of changing the arguments of an existing one.
 LANES: tuple[str, ...] = ("high", "normal", "low")
 NORMAL_LANE = "normal"
-#: The priority of a task submitted without one (SPEC §6: 0-9, 9 highest).
+#: The priority of a task submitted without one (0-9, 9 highest).
 DEFAULT_PRIORITY = 5
 #: Lowest priority of the high band and highest of the low band: 7-9 high, 4-6 normal,
 #: 0-3 low.
@@ -288,9 +288,9 @@ def work_queue(
     priorities) with its dead-letter routing; every lane shares ``{queue}.dlq``.
 
     Dead letters go through the default exchange straight to ``{queue}.dlq``. On quorum
-    queues ``x-delivery-limit`` is set explicitly because RabbitMQ 3.10 has no default
-    (RELIABILITY M3): it stops a message that crashes its worker every time. Burrow's own
-    attempt count in Redis normally fires first; the limit is the backstop.
+    queues ``x-delivery-limit`` is set explicitly because RabbitMQ 3.10 has no default: it
+    stops a message that crashes its worker every time. Burrow's own attempt count in Redis
+    normally fires first; the limit is the backstop.
     """
     args: dict[str, Any] = {
         "x-queue-type": queue_type,

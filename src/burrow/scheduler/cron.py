@@ -33,7 +33,7 @@ SCHEDULE_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}$")
 class Misfire(StrEnum):
     """What a scheduler does with ticks that passed while no scheduler was running."""
 
-    # Run the most recent missed tick once, skip the older ones (RELIABILITY G11 default):
+    # Run the most recent missed tick once, skip the older ones (the default):
     # a scheduler that was down for an hour fires one catch-up run, never sixty.
     LAST = "last"
     # Skip every missed tick: a tick fires only when the scheduler reaches it within the

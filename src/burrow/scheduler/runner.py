@@ -1,7 +1,7 @@
 """``Scheduler``: the process behind ``burrow scheduler APP`` that fires cron schedules.
 
 Any number of schedulers may run; one fires at a time and each tick is enqueued at most
-once (RELIABILITY G11), by two independent guards:
+once, by two independent guards:
 
 1. **Leader lock with fencing.** The schedulers compete for ``{ns}:scheduler:lock`` (a
    Redis key with a TTL, ``BURROW_SCHEDULER_LOCK_TTL``). The holder renews it every third

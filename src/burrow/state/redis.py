@@ -2,7 +2,8 @@
 
 Every transition is one Lua script (``lua/``), so it is atomic, and scripts that end an
 attempt check the attempt's lease token, so a late write from a zombie attempt is refused
-(RELIABILITY G2). Hot-path calls go through ``AutoPipeline``; reads go straight out.
+(an ack always follows the write that made it safe). Hot-path calls go through
+``AutoPipeline``; reads go straight out.
 """
 
 from __future__ import annotations

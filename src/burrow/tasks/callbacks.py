@@ -2,7 +2,7 @@
 
 A callback URL is called when its task ends (``burrow.webhooks``). It is checked when a
 task is submitted and again at every delivery, after DNS resolution, because a name can
-resolve to a different address by then (RELIABILITY §4.1, G9). This module parses the URL
+resolve to a different address by then (DNS rebinding). This module parses the URL
 and decides about addresses it is given; ``burrow.webhooks.urls`` resolves names and calls
 it.
 
@@ -24,8 +24,9 @@ from urllib.parse import urlsplit
 
 from burrow.errors import ConfigurationError
 
-#: Message header carrying a task's callback URL to the worker (SPEC §5: options travel in
-#: headers). The URL is also kept in the task record, for cancellations.
+#: Message header carrying a task's callback URL to the worker (task options travel in
+#: headers, the body is the payload alone). The URL is also kept in the task record, for
+#: cancellations.
 HDR_CALLBACK = "x-burrow-callback-url"
 MAX_URL_LENGTH = 2048
 ALLOWED_PORTS = frozenset({80, 443})

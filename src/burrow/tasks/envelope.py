@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 #: The attempt this message carries (1 for the first run). Ours, never ``x-death``, because
-#: ``x-death`` counting differs between RabbitMQ 3.10 and 3.13+ (RELIABILITY M4).
+#: ``x-death`` counting differs between RabbitMQ 3.10 and 3.13+ (3.13 stopped counting
+#: some redeliveries there), so it cannot be trusted as a run count.
 HDR_ATTEMPT = "x-burrow-attempt"
 #: Unix time in integer milliseconds before which the task must not start (delays, retries).
 #: Integers, because AMQP client libraries encode floats in headers with too little

@@ -1,7 +1,7 @@
 """Rate limits per task name, as pure data: parsing ``"10/s"`` and the wire marker.
 
 A rate limit ``"N/s"``, ``"N/m"`` or ``"N/h"`` means at most N starts of the task in any
-window of that length, across every worker process (SPEC §6): a sliding window, not a
+window of that length, across every worker process: a sliding window, not a
 bucket that bursts and then refills. Burrow enforces it by spacing start slots evenly, one
 every ``period / N`` seconds plus ``SPACING_MARGIN`` (GCRA without burst,
 ``state/lua/ratelimit.lua``), which keeps every window of the period at N starts or fewer.

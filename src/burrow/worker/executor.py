@@ -11,7 +11,7 @@ property and runs the event under the task id ``{message_id}:{key}``.
 
 The order is what makes the guarantees: the record is written before the ack (a crash in
 between redelivers, and the redelivery finds the task terminal and is acked without
-running, G2/G3); a dead letter is published before the record turns ``failed`` (so a crash
+running); a dead letter is published before the record turns ``failed`` (so a crash
 never loses it); a retry copy is published before the original is acked.
 """
 

@@ -1,6 +1,6 @@
 """``RpcServer``: runs ``@app.rpc`` handlers on the requests of ``{ns}.rpc.{name}``.
 
-Replies are at-most-once (RELIABILITY G10), and no Redis record is written for a call:
+Replies are at-most-once, and no Redis record is written for a call:
 
 * a request is acked when it is taken, before the handler runs, so a request that kills
   its server is not redelivered to the next one (the caller gets its timeout);

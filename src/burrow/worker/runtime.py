@@ -384,7 +384,7 @@ class Worker:
         await delivery.ack()
 
     async def _drain(self, executor: Executor) -> None:
-        """Graceful stop (RELIABILITY G6): no new starts, finish or give back in-flight."""
+        """Graceful stop: no new starts, finish or give back in-flight."""
         for consumer in self._consumers:
             try:
                 await consumer.cancel()

@@ -1,4 +1,4 @@
-"""``POST /api/v1/events/{exchange}``: publish an event (SPEC §6).
+"""``POST /api/v1/events/{exchange}``: publish an event.
 
 Answers 202 with the event id once the broker confirmed the publish; 404 when no exchange of
 that name is declared (by this app's subscribers or on the broker); 422 for a bad body, a

@@ -1,4 +1,4 @@
-"""``POST /api/v1/rpc/{name}``: call an RPC handler and answer with its reply (SPEC §6).
+"""``POST /api/v1/rpc/{name}``: call an RPC handler and answer with its reply.
 
 200 with the reply as ``data``; 504 (``rpc_timeout``) when no reply came within the
 timeout; 502 (``rpc_error``, details ``{"type", "message"}``) when the handler raised or

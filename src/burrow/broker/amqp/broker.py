@@ -1,11 +1,11 @@
 """``AmqpBroker``: the process's connection, publish channels, topology, consumers.
 
-Guarantees kept here (SPEC §4, RELIABILITY §1):
+Guarantees kept here:
 
 * Publisher confirms are always on, every publish is ``mandatory`` on a channel opened with
   ``on_return_raises`` (without it aio-pika returns a returned message as if it were a
-  success, M6), every message is persistent, and every publish has a timeout (a paused
-  broker would otherwise hang it forever, M9).
+  success), every message is persistent, and every publish has a timeout (a paused
+  broker would otherwise hang it forever).
 * Publishes are spread over a small pool of confirm channels; a channel pipelines many
   unconfirmed publishes, so the pool exists to spread frame handling, not to serialise.
   Each channel's ``CoalescingPublisher`` writes the publishes queued in one loop

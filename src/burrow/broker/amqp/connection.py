@@ -5,8 +5,8 @@ after a reconnect, but waits a fixed ``reconnect_interval`` between attempts. Ma
 reconnecting in lockstep after a broker restart hammer it, so the interval here is drawn
 uniformly from ``[base, min(cap, base + time since the connection was lost)]``: the ceiling
 grows with the outage (each wait at most doubles the elapsed time) and the draw spreads the
-clients out. With ``fail_fast`` off the first connect also retries instead of raising
-(RELIABILITY M8), so a worker started while the broker is down connects once it is up.
+clients out. With ``fail_fast`` off the first connect also retries instead of raising,
+so a worker started while the broker is down connects once it is up.
 """
 
 from __future__ import annotations

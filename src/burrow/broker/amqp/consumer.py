@@ -9,9 +9,9 @@ The worker's hot path starts here, so it is built for it (see docs/performance.m
 * Acks are batched. ``Delivery.ack`` only marks the delivery settled; once per loop
   iteration ``_Acker`` sends one ``basic.ack(multiple=True)`` for the longest run of settled
   tags that no unsettled delivery interrupts, and single acks for the settled tags above
-  such a gap. An ack still follows the state write that made it safe (G2); what batching
+  such a gap. An ack still follows the state write that made it safe; what batching
   adds is that a crash may lose a few acks of finished tasks, whose redeliveries the worker
-  recognises as terminal and acks without running them again (G3).
+  recognises as terminal and acks without running them again.
 * A delivery is acked on the channel it came on. After a reconnect its tag means nothing
   on the new channel (acking it there would close the channel with PRECONDITION_FAILED),
   so settling a delivery of a dead channel is a no-op: the broker redelivers it.

@@ -4,7 +4,7 @@ https://www.rabbitmq.com/docs/direct-reply-to: the client consumes the pseudo-qu
 ``amq.rabbitmq.reply-to`` in no-ack mode and publishes its requests *on the same channel*
 with ``reply_to = amq.rabbitmq.reply-to``; the broker rewrites that into an address that
 routes replies straight back to this channel. No reply queue is declared, so none can leak
-(RELIABILITY G10, scenario 20).
+(a caller that dies leaves nothing behind on the broker).
 
 Each call gets a fresh ``correlation_id`` and a future; the consumer resolves the future of
 the reply's correlation id. A reply whose call already timed out is dropped and counted as

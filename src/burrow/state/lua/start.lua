@@ -10,7 +10,7 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then
   -- No record: a foreign producer's task, or Redis lost its data. Create it so the task
-  -- still reaches a terminal state (RELIABILITY scenario 14c).
+  -- still reaches a terminal state.
   status = 'queued'
   redis.call('HSET', KEYS[1], 'id', ARGV[1], 'name', ARGV[6], 'queue', ARGV[7],
     'status', status, 'payload', ARGV[8], 'attempts', 0, 'max_retries', tonumber(ARGV[5]) - 1,
