@@ -65,20 +65,22 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: Burrow) -> AsyncIterator[str]:
-    """Serve ``create_app(app)`` with uvicorn on a free loopback port; yields the base URL."""
+async def serve_port(app: Burrow, *, access_log: bool = False) -> AsyncIterator[int]:
+    """Serve ``create_app(app)`` with uvicorn and ``uvicorn_options(app.settings)`` (what
+    ``serve`` and ``burrow api`` pass) on a free loopback port; yields the port."""
     port = free_port()
     config = uvicorn.Config(
         create_app(app),
         host="127.0.0.1",
         port=port,
-        log_level="warning",
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
         lifespan="on",
         **uvicorn_options(app.settings),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    for _ in range(200):
+    for _ in range(400):
         if server.started or task.done():
             break
         await asyncio.sleep(0.025)
@@ -86,10 +88,17 @@ async def serve(app: Burrow) -> AsyncIterator[str]:
         task.result()
     assert server.started, "uvicorn did not start"
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield port
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=15)
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Burrow) -> AsyncIterator[str]:
+    """``serve_port``, yielding the base URL."""
+    async with serve_port(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextlib.asynccontextmanager

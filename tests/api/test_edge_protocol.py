@@ -5,56 +5,23 @@ headers and body, caps on its head, and an access log without secrets."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import pickle
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import uvicorn
 
 from burrow import Burrow, Settings
-from burrow.api import create_app
-from burrow.api.app import uvicorn_options
 from burrow.api.protocol import EdgeProtocol, redact_target
-from tests.api.conftest import free_port
+from tests.api.conftest import serve_port
 
 #: Short deadlines, so a test waits about a second for them; every assertion about them
 #: allows many times that (a busy machine).
 QUICK = {"api_header_timeout": 1.0, "api_body_timeout": 1.0}
 PATIENCE = 20.0
-
-
-@contextlib.asynccontextmanager
-async def edge_server(app: Burrow, *, access_log: bool = False) -> AsyncIterator[int]:
-    """Serve ``create_app(app)`` with ``uvicorn_options(app.settings)`` (what ``serve`` and
-    ``burrow api`` pass) on a free loopback port; yields the port."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(app),
-        host="127.0.0.1",
-        port=port,
-        log_level="info" if access_log else "warning",
-        access_log=access_log,
-        lifespan="on",
-        **uvicorn_options(app.settings),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.025)
-    if task.done():
-        task.result()
-    assert server.started, "uvicorn did not start"
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
 
 
 async def until_closed(reader: asyncio.StreamReader, what: str) -> bytes:
@@ -84,7 +51,7 @@ HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 async def test_headers_that_never_end_are_cut_off(api_app: Callable[..., Burrow]) -> None:
     """Connections whose headers stop midway, trickle in a byte at a time, or never start
     get 408 and are closed once the header deadline passes."""
-    async with edge_server(api_app(**QUICK)) as port:
+    async with serve_port(api_app(**QUICK)) as port:
         connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
         for _, writer in connections[:-1]:
             writer.write(HEAD + b"X-Slow: a")
@@ -115,7 +82,7 @@ async def test_headers_that_never_end_are_cut_off(api_app: Callable[..., Burrow]
 async def test_a_body_that_never_completes_is_cut_off(api_app: Callable[..., Burrow]) -> None:
     """A request that sends 10 of the 100 body bytes it declared gets 408 and is closed
     once the body deadline passes (the handler waiting for it sees a disconnect)."""
-    async with edge_server(api_app(**QUICK)) as port:
+    async with serve_port(api_app(**QUICK)) as port:
         answer = await exchange(
             port,
             b"POST /api/v1/tasks/add HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -134,7 +101,7 @@ async def test_the_next_request_on_a_kept_alive_connection_has_its_own_deadline(
 ) -> None:
     """After an answered request, a next one whose headers never end is cut off too, and
     so is a connection kept open with bare line ends (which never begin a request)."""
-    async with edge_server(api_app(**QUICK)) as port:
+    async with serve_port(api_app(**QUICK)) as port:
         answer = await exchange(port, HEAD + b"\r\n" + HEAD + b"X-Slow: a")
         first, _, rest = answer.partition(b"HTTP/1.1 408 ")
         assert first.startswith(b"HTTP/1.1 200 "), answer
@@ -160,7 +127,7 @@ async def test_the_next_request_on_a_kept_alive_connection_has_its_own_deadline(
 
 async def test_timely_requests_are_served(api_app: Callable[..., Burrow]) -> None:
     """A request whose headers and body arrive in pieces within the deadlines is served."""
-    async with edge_server(api_app(api_header_timeout=10, api_body_timeout=10)) as port:
+    async with serve_port(api_app(api_header_timeout=10, api_body_timeout=10)) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         body = b'{"payload": {"a": 1, "b": 2}}'
         try:
@@ -201,7 +168,7 @@ async def test_oversized_request_heads_are_refused(
 ) -> None:
     """A header line over 8 KiB, more than 100 headers, a head over 64 KiB that has not
     ended, or a request target over 8 KiB is refused and the connection closed."""
-    async with edge_server(api_app()) as port:
+    async with serve_port(api_app()) as port:
         answer = await exchange(port, request_bytes)
         assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:200]
 
@@ -209,7 +176,7 @@ async def test_oversized_request_heads_are_refused(
 async def test_heads_within_the_limits_are_served(api_app: Callable[..., Burrow]) -> None:
     """A request with 90 headers of about 700 bytes each (62 KiB in all) is served."""
     headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 700) for i in range(90))
-    async with edge_server(api_app()) as port:
+    async with serve_port(api_app()) as port:
         answer = await exchange(port, HEAD + headers + b"Connection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
@@ -234,7 +201,7 @@ async def test_the_access_log_never_prints_a_key_from_the_url(
     secret = "s3cret-key-in-url"  # noqa: S105 - a test value
     lines = _Lines()
     access = logging.getLogger("uvicorn.access")
-    async with edge_server(api_app(api_keys=secret), access_log=True) as port:
+    async with serve_port(api_app(api_keys=secret), access_log=True) as port:
         access.addHandler(lines)
         try:
             answer = await exchange(

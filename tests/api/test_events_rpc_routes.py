@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from burrow import Burrow, Exchange
-from burrow.api import create_app
-from tests.api.conftest import assert_envelope
+from tests.api.conftest import asgi_client, assert_envelope
 from tests.conftest import eventually, running_worker
 
 pytestmark = pytest.mark.integration
-
-
-@contextlib.asynccontextmanager
-async def client_for(app: Burrow) -> AsyncIterator[httpx.AsyncClient]:
-    api = create_app(app)
-    async with api.router.lifespan_context(api):
-        transport = httpx.ASGITransport(app=api)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield client
 
 
 async def test_publish_and_call_over_http(make_app: Callable[..., Burrow]) -> None:
@@ -45,7 +33,7 @@ async def test_publish_and_call_over_http(make_app: Callable[..., Burrow]) -> No
         await asyncio.sleep(p.get("nap", 0))
         return p["x"] * 2
 
-    async with running_worker(app), client_for(app) as client:
+    async with running_worker(app), asgi_client(app) as client:
         r = await client.post(
             "/api/v1/events/shop.events",
             json={"routing_key": "order.created", "payload": {"id": 1}},

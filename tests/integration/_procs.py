@@ -156,9 +156,10 @@ def exit_code_within(proc: subprocess.Popen[bytes], timeout: float) -> int | Non
         return None
 
 
-def burrow(namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m burrow *args`` on ``namespace`` and capture its output."""
-    env = {**os.environ, "BURROW_NAMESPACE": namespace, "COLUMNS": "200"}
+def burrow(namespace: str, *args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m burrow *args`` on ``namespace`` in a terminal ``columns`` wide and
+    capture its output."""
+    env = {**os.environ, "BURROW_NAMESPACE": namespace, "COLUMNS": str(columns)}
     return subprocess.run(
         [sys.executable, "-m", "burrow", *args],
         cwd=REPO,

@@ -20,18 +20,12 @@ import pytest
 from pydantic import BaseModel, Field
 
 from burrow import Burrow, Exchange, TaskStatus
+from tests._pika import AMQP_PARAMS
 from tests.api.conftest import serve
 from tests.conftest import running_worker
 
 pytestmark = pytest.mark.integration
 
-AMQP_PARAMS = pika.ConnectionParameters(
-    host="127.0.0.1",
-    port=5672,
-    credentials=pika.PlainCredentials("guest", "guest"),
-    connection_attempts=3,
-    retry_delay=0.5,
-)
 #: Generous: a busy 2-core machine runs the worker, the API and this client at once.
 WAIT = 60.0
 

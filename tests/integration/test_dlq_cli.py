@@ -5,9 +5,7 @@ ids, and a dead letter is replayed by id; resolved ones are purged with ``--reso
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +14,7 @@ from pydantic import BaseModel
 
 from burrow import Burrow, Exchange, Reject, TaskStatus
 from tests.conftest import eventually, running_worker
-from tests.integration._procs import REPO
+from tests.integration._procs import burrow
 
 pytestmark = pytest.mark.integration
 
@@ -53,16 +51,7 @@ app = register(Burrow())
 def cli(namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
     """``python -m burrow *args`` on ``namespace`` in an 80-column terminal (no line of
     its output but JSON is wider)."""
-    env = {**os.environ, "BURROW_NAMESPACE": namespace, "COLUMNS": "80"}
-    done = subprocess.run(
-        [sys.executable, "-m", "burrow", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = burrow(namespace, *args, columns=80)
     if "--json" not in args:
         assert all(len(line) <= 80 for line in done.stdout.splitlines()), done.stdout
     return done

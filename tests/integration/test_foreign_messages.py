@@ -15,17 +15,10 @@ import pytest
 from pydantic import BaseModel
 
 from burrow import Burrow, TaskStatus
+from tests._pika import AMQP_PARAMS
 from tests.conftest import running_worker
 
 pytestmark = pytest.mark.integration
-
-AMQP_PARAMS = pika.ConnectionParameters(
-    host="127.0.0.1",
-    port=5672,
-    credentials=pika.PlainCredentials("guest", "guest"),
-    connection_attempts=3,
-    retry_delay=0.5,
-)
 
 
 class Echo(BaseModel):

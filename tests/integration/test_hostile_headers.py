@@ -4,32 +4,24 @@ client may send, and that one bad message never breaks anybody else's."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pika
 import pytest
 
 from burrow import Burrow, Exchange, TaskContext, TaskStatus
-from burrow.api import create_app
 from burrow.errors import ConfigurationError, UnknownExchange
 from burrow.state.redis import NewTask
 from burrow.tasks.headers import HeaderRefused
+from tests._pika import AMQP_PARAMS
+from tests.api.conftest import asgi_client
 from tests.conftest import eventually, running_worker
 
 pytestmark = pytest.mark.integration
 
-AMQP_PARAMS = pika.ConnectionParameters(
-    host="127.0.0.1",
-    port=5672,
-    credentials=pika.PlainCredentials("guest", "guest"),
-    connection_attempts=3,
-    retry_delay=0.5,
-)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
 
@@ -56,16 +48,6 @@ async def depth(app: Burrow, queue: str) -> int:
     stats = await app.broker.queue_stats(queue)
     assert stats is not None, f"{queue} does not exist"
     return stats.messages
-
-
-@contextlib.asynccontextmanager
-async def http(app: Burrow) -> AsyncIterator[httpx.AsyncClient]:
-    """A client calling the app's HTTP API in process, lifespan included."""
-    api = create_app(app)
-    async with api.router.lifespan_context(api):
-        transport = httpx.ASGITransport(app=api)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield client
 
 
 async def test_a_cc_header_does_not_make_dead_lettering_loop(
@@ -198,7 +180,7 @@ async def test_invalid_traceparents_are_not_adopted(make_app: Callable[..., Burr
 
     task_id = f"trace-{uuid.uuid4().hex}"
     zero = f"00-{'0' * 32}-{SPAN}-01"
-    async with running_worker(app), http(app) as client:
+    async with running_worker(app), asgi_client(app) as client:
         await asyncio.to_thread(
             pika_publish,
             app.names.queue("default"),
@@ -245,7 +227,7 @@ async def test_retry_location_percent_encodes_the_task_id(
         NewTask(id=odd, name="echo", queue="default", payload=b"{}", max_retries=0, trace_id="")
     )
     await app.cancel(odd)
-    async with http(app) as client:
+    async with asgi_client(app) as client:
         r = await client.post("/api/v1/tasks/odd%0D%0ASet-Cookie%3A%20x%3D1/retry")
     assert r.status_code == 202, r.text
     assert r.headers["location"] == "/api/v1/tasks/odd%0D%0ASet-Cookie%3A%20x%3D1"
@@ -278,7 +260,7 @@ async def test_events_route_refuses_hostile_headers_and_names_with_422(
         "reply_to": "amq.rabbitmq.reply-to",
         "traceparent": f"ff-{TRACE}-{SPAN}-01",
     }
-    async with running_worker(app), http(app) as client:
+    async with running_worker(app), asgi_client(app) as client:
         for name, value in refused_headers.items():
             r = await client.post(url, json={"payload": name, "headers": {name: value}})
             assert r.status_code == 422, (name, r.text)
@@ -323,7 +305,7 @@ async def test_a_hostile_publish_does_not_fail_concurrent_requests(
         {"payload": -2, "headers": {"BCC": "x"}},
         {"payload": -3, "routing_key": "é" * 150},
     ]
-    async with running_worker(app), http(app) as client:
+    async with running_worker(app), asgi_client(app) as client:
         assert (await client.post(url, json={"payload": 0})).status_code == 202
         requests: list[dict[str, Any]] = [{"payload": n} for n in range(1, 41)]
         for i, body in enumerate(hostile):
