@@ -279,3 +279,18 @@ async def test_the_202_answer_is_the_stored_record(
     answered = assert_envelope(r)["data"]
     stored = assert_envelope(await client.get(r.headers["location"]))["data"]
     assert answered == stored
+
+
+async def test_an_invalid_payload_is_answered_with_where_and_what(
+    hostile: tuple[Burrow, httpx.AsyncClient],
+) -> None:
+    """A payload that does not validate gets a 422 whose message names each failing field
+    and what is wrong with it, not only where."""
+    _, client = hostile
+    r = await client.post("/api/v1/tasks/add", json={"payload": {"a": "one"}})
+    body = assert_envelope(r)
+    assert r.status_code == 422
+    assert body["error"]["type"] == "validation_error"
+    message = body["message"]
+    assert "body.payload.a: Input should be a valid integer" in message, message
+    assert "body.payload.b: Field required" in message, message

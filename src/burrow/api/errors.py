@@ -187,8 +187,10 @@ def install(app: FastAPI) -> None:
         if unparsed is not None:
             return await on_api_error(request, unparsed)
         details = validation_details(exc.errors())
-        fields = ", ".join(".".join(d["loc"]) for d in details[:5])
-        return error(422, f"invalid request: {fields}", "validation_error", details)
+        # Where and what, for the first few: "body.payload.qty: Input should be ...".
+        what = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in details[:5])
+        more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""
+        return error(422, f"invalid request: {what}{more}", "validation_error", details)
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(BurrowError, on_burrow_error)
