@@ -10,9 +10,12 @@ from burrow.worker.supervisor import follow_supervisor
 cli = typer.Typer(
     name="burrow",
     help="Reliable asynchronous tasks on RabbitMQ, with state in Redis.\n\n"
-    "APP is module:attribute, e.g. examples.demo.app:app. Settings come from BURROW_* "
+    "APP is module:attribute, e.g. examples.shop.app:app. Settings come from BURROW_* "
     "environment variables (see docs/configuration.md).",
     no_args_is_help=True,
+    # Markdown: a docstring's wrapped lines are joined into paragraphs (in "rich" mode
+    # Typer keeps every line break of the paragraphs after the first).
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     add_completion=False,
 )
