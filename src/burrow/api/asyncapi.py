@@ -25,7 +25,6 @@ Pure: no I/O, nothing global; the document is a plain JSON-able ``dict``.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, get_type_hints
 from urllib.parse import unquote, urlsplit
@@ -33,243 +32,29 @@ from urllib.parse import unquote, urlsplit
 from pydantic import TypeAdapter
 from pydantic.errors import PydanticInvalidForJsonSchema, PydanticSchemaGenerationError
 
+from burrow.api._asyncapi_schemas import (
+    AMQP_BINDING_VERSION,
+    ASYNCAPI_VERSION,
+    BURROW_SCHEMAS,
+    DEAD_LETTER_REASONS,
+    DOCUMENT_VERSION,
+    INFO_DESCRIPTION,
+    KEY_CHARS,
+    SCHEMA_REF,
+    SERVER,
+    amqp_binding,
+    dead_letter_message,
+    rpc_correlation,
+    rpc_request_properties,
+    schema_ref,
+)
 from burrow.broker.topology import NORMAL_LANE, broadcast_base, dead_letter_queue
-from burrow.tasks.callbacks import HDR_CALLBACK
-from burrow.tasks.envelope import (
-    HDR_ATTEMPT,
-    HDR_DEAD_AT,
-    HDR_ERROR,
-    HDR_ETA,
-    HDR_HISTORY,
-    HDR_ORIGIN,
-    HDR_REASON,
-    HDR_RUNS,
-    HDR_TRACEPARENT,
-    JSON,
-    MAX_ATTEMPT,
-    MAX_TASK_ID_BYTES,
-)
-from burrow.tasks.handlers import (
-    HDR_DEADLINE,
-    HDR_RPC_STATUS,
-    REPLY_TO_PREFIXES,
-    RPC_ERROR,
-    RPC_OK,
-    Subscriber,
-)
-from burrow.tasks.headers import MAX_CLIENT_HEADERS, MAX_CLIENT_VALUE_BYTES
+from burrow.tasks.envelope import JSON, MAX_TASK_ID_BYTES
+from burrow.tasks.handlers import Subscriber
 
 if TYPE_CHECKING:
     from burrow.app import Burrow
     from burrow.tasks.definition import TaskDefinition
-
-ASYNCAPI_VERSION = "3.0.0"
-AMQP_BINDING_VERSION = "0.3.0"
-#: The document's own version: the contract's shape, not the app's.
-DOCUMENT_VERSION = "1"
-SERVER = "rabbitmq"
-#: Where component schemas live; pydantic's ``$defs`` are hoisted here.
-SCHEMA_REF = "#/components/schemas/{model}"
-
-#: Why a dead letter died (its ``x-burrow-reason`` header), as the worker writes it.
-DEAD_LETTER_REASONS: dict[str, str] = {
-    "too_large": "the body exceeds BURROW_MAX_MESSAGE_BYTES",
-    "bad_properties": "an AMQP property (e.g. message_id) is not valid UTF-8",
-    "bad_message_id": "message_id has control or other non-printable characters, or is "
-    f"over {MAX_TASK_ID_BYTES} bytes in UTF-8",
-    "bad_content_type": "content_type is not JSON or text/plain, or content_encoding is "
-    "not UTF-8 or identity",
-    "missing_type": "no AMQP type property",
-    "schema_error": f"a malformed {HDR_ATTEMPT} or {HDR_ETA} header",
-    "unknown_task": "type names no task of the worker's app",
-    "validation_error": "the body is not JSON or does not match the payload schema (never retried)",
-    "rejected": "the handler raised Reject",
-    "result_not_serializable": "the handler's return value cannot be encoded as JSON",
-    "max_retries": "the last allowed run failed (raised, timed out or asked for Retry)",
-    "delivery_limit": "all allowed runs started and none finished (lost to crashes), or "
-    "RabbitMQ's x-delivery-limit fired",
-}
-
-INFO_DESCRIPTION = """\
-The messaging side of this burrow app, from its own registrations: the RabbitMQ queues and
-exchanges its workers consume, what to publish there, and what comes back.
-
-* **Tasks**: publish to the default exchange (`""`) with routing key = the work queue's name
-  (the channel address), AMQP `type` = the task name, `message_id` = the task id, the JSON
-  payload as the body; `mandatory` and publisher confirms are recommended. The run's record
-  is the Redis hash `{ns}:task:{message_id}` (or `GET /api/v1/tasks/{id}` over HTTP).
-* **Events**: publish to the exchange `{ns}.{name}` with a routing key (or headers) that a
-  subscriber binds; each subscriber validates the body against its own schema and runs it
-  under the record id `{message_id}:{subscriber}`.
-* **RPC**: publish the request to the default exchange with routing key `{ns}.rpc.{name}`,
-  `reply_to` = `amq.rabbitmq.reply-to` (Direct Reply-To) or a server-named `amq.gen-...`
-  queue, and a `correlation_id`; the reply carries `x-burrow-rpc-status` `ok` or `error`.
-* **Dead letters**: what can never run lands in `{queue}.dlq` with `x-burrow-*` headers
-  saying why.
-
-Operations take the app's side (its workers receive tasks, events and requests; they send
-replies and dead letters). AMQP properties that the bindings cannot express are in
-`x-burrow-properties` (a JSON Schema of the properties by their AMQP names). The broker's
-address is not published here: ask the operators of this deployment. The HTTP API is
-described at `/docs` (`/openapi.json`); this document is `/asyncapi.json`, readable at
-`/asyncapi`."""
-
-_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-_TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
-_REPLY_TO_PATTERN = "^(" + "|".join(re.escape(p) for p in REPLY_TO_PREFIXES) + ")"
-
-_TASK_HEADERS: dict[str, Any] = {
-    "type": "object",
-    "description": "The AMQP headers table of a task message. Other headers are kept on "
-    "retry, delay and dead-letter copies and otherwise ignored; burrow-delay-tier and "
-    "x-burrow-rate-slot are internal (producers leave them out).",
-    "properties": {
-        HDR_ATTEMPT: {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": MAX_ATTEMPT,
-            "default": 1,
-            "description": "The attempt this message carries (absent: 1). Anything but an "
-            "integer in range is dead-lettered (schema_error).",
-        },
-        HDR_ETA: {
-            "type": "integer",
-            "minimum": 0,
-            "description": "Unix milliseconds before which the task must not start (an "
-            "integer: a float is dead-lettered with schema_error). Past or under 100 ms "
-            "ahead: runs at once.",
-        },
-        HDR_TRACEPARENT: {
-            "type": "string",
-            "pattern": _TRACEPARENT_PATTERN,
-            "description": "W3C trace context; absent or malformed: the worker starts a new trace.",
-        },
-        HDR_CALLBACK: {
-            "type": "string",
-            "format": "uri",
-            "maxLength": 2048,
-            "description": "http(s) URL called when the task finishes (checked again at "
-            "every delivery).",
-        },
-    },
-    "additionalProperties": True,
-}
-
-_EVENT_HEADERS: dict[str, Any] = {
-    "type": "object",
-    "description": "The publisher's headers (what a headers exchange matches on) plus an "
-    f"optional traceparent: at most {MAX_CLIENT_HEADERS}, each a string of at most "
-    f"{MAX_CLIENT_VALUE_BYTES} bytes, a number or a boolean. burrow's own x-burrow-* "
-    "headers and the ones the broker acts on (CC, BCC, x-match, x-death, x-delay, "
-    "x-dead-letter-*, ...) are refused over HTTP and dropped from every copy burrow makes.",
-    "maxProperties": MAX_CLIENT_HEADERS,
-    "properties": {
-        HDR_TRACEPARENT: {"type": "string", "pattern": _TRACEPARENT_PATTERN},
-    },
-    "additionalProperties": {"type": ["string", "number", "boolean"]},
-}
-
-_RPC_REQUEST_HEADERS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        HDR_DEADLINE: {
-            "type": "integer",
-            "minimum": 0,
-            "description": "Unix milliseconds after which the caller no longer waits: a "
-            "server that takes the request later drops it unrun.",
-        },
-        HDR_TRACEPARENT: {"type": "string", "pattern": _TRACEPARENT_PATTERN},
-    },
-    "additionalProperties": True,
-}
-
-
-def _reply_headers(status: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": [HDR_RPC_STATUS],
-        "properties": {HDR_RPC_STATUS: {"const": status}},
-    }
-
-
-_RPC_ERROR_BODY: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "message"],
-    "properties": {
-        "type": {
-            "type": "string",
-            "description": "The exception's class name; PayloadInvalid when the request does "
-            "not validate, PayloadTooLarge when it is over the size limit, HandlerTimeout "
-            "when the handler ran past its timeout.",
-            "examples": ["PayloadInvalid", "HandlerTimeout", "ValueError"],
-        },
-        "message": {"type": "string", "maxLength": 4000},
-    },
-}
-
-_DEAD_LETTER_HEADERS: dict[str, Any] = {
-    "type": "object",
-    "description": "The original message's headers (minus x-burrow-eta) plus these. A "
-    "message RabbitMQ dead-lettered itself (quorum x-delivery-limit) has only the broker's "
-    "x-death instead.",
-    "properties": {
-        HDR_REASON: {
-            "type": "string",
-            "enum": list(DEAD_LETTER_REASONS),
-            "description": "; ".join(f"{k}: {v}" for k, v in DEAD_LETTER_REASONS.items()),
-        },
-        HDR_ERROR: {
-            "type": "string",
-            "contentMediaType": JSON,
-            "description": 'JSON {"type", "message", "reason"} of the last error.',
-        },
-        HDR_RUNS: {
-            "type": "integer",
-            "minimum": 0,
-            "description": "Runs started when it died (0: refused before it ran).",
-        },
-        HDR_HISTORY: {
-            "type": "string",
-            "contentMediaType": JSON,
-            "description": 'JSON list of {"attempt", "at", "type", "message", "reason"}: the '
-            "failed runs, oldest first (only for tasks that ran).",
-        },
-        HDR_ORIGIN: {"type": "string", "description": "The queue, without the namespace."},
-        HDR_DEAD_AT: {"type": "integer", "description": "Unix milliseconds."},
-        "x-death": {"type": "array", "description": "Set by RabbitMQ when it dead-letters."},
-    },
-    "additionalProperties": True,
-}
-
-_DEAD_LETTER_PROPERTIES: dict[str, Any] = {
-    "type": "object",
-    "description": "The original message's properties, kept.",
-    "properties": {
-        "message_id": {"type": "string"},
-        "type": {"type": "string"},
-        "content_type": {"type": "string"},
-        "timestamp": {"type": "integer"},
-    },
-}
-
-#: Schemas of burrow's own, next to the handlers' models in ``components.schemas``.
-BURROW_SCHEMAS: dict[str, dict[str, Any]] = {
-    "burrow.TaskHeaders": _TASK_HEADERS,
-    "burrow.EventHeaders": _EVENT_HEADERS,
-    "burrow.RpcRequestHeaders": _RPC_REQUEST_HEADERS,
-    "burrow.RpcReplyHeaders": _reply_headers(RPC_OK),
-    "burrow.RpcErrorHeaders": _reply_headers(RPC_ERROR),
-    "burrow.RpcError": _RPC_ERROR_BODY,
-    "burrow.DeadLetterHeaders": _DEAD_LETTER_HEADERS,
-}
-
-
-def _schema_ref(name: str) -> dict[str, str]:
-    return {"$ref": SCHEMA_REF.format(model=name)}
-
-
-def _amqp(**fields: Any) -> dict[str, Any]:
-    return {"amqp": {**fields, "bindingVersion": AMQP_BINDING_VERSION}}
 
 
 def _summary(fn: Any) -> str | None:
@@ -295,7 +80,7 @@ def _vhost(url: str) -> str:
 def queue_binding(name: str, vhost: str, *, shared: bool = True) -> dict[str, Any]:
     """The AMQP channel binding of queue ``name`` (a shared durable queue, or an exclusive
     auto-delete one of a single worker)."""
-    return _amqp(
+    return amqp_binding(
         **{
             "is": "queue",
             "queue": {
@@ -312,7 +97,7 @@ def queue_binding(name: str, vhost: str, *, shared: bool = True) -> dict[str, An
 def exchange_binding(name: str, kind: str, vhost: str) -> dict[str, Any]:
     """The AMQP channel binding of publishing to exchange ``name`` of type ``kind``
     (``default`` for the default exchange ``""``)."""
-    return _amqp(
+    return amqp_binding(
         **{
             "is": "routingKey",
             "exchange": {
@@ -334,7 +119,7 @@ class _Keys:
         self._taken: set[str] = set()
 
     def key(self, name: str) -> str:
-        base = _KEY_CHARS.sub("_", name)
+        base = KEY_CHARS.sub("_", name)
         key, n = base, 1
         while key in self._taken:
             n += 1
@@ -459,8 +244,8 @@ class _Builder:
             "title": f"Task {d.name}",
             "contentType": JSON,
             "payload": self.schemas.get(f"task:{d.name}"),
-            "headers": _schema_ref("burrow.TaskHeaders"),
-            "bindings": _amqp(messageType=d.name),
+            "headers": schema_ref("burrow.TaskHeaders"),
+            "bindings": amqp_binding(messageType=d.name),
             "x-burrow-properties": properties,
         }
         summary = _summary(d.fn)
@@ -502,7 +287,7 @@ class _Builder:
                     title=f"Run task {d.name}" + (f" ({lane} lane)" if suffix else ""),
                     summary=_summary(d.fn) or f"Run task {d.name} from queue {queue}.",
                     description=self._task_policy(d),
-                    bindings=_amqp(deliveryMode=2, mandatory=True, timestamp=True, ack=True),
+                    bindings=amqp_binding(deliveryMode=2, mandatory=True, timestamp=True, ack=True),
                     **{"x-burrow-record-id": "{message_id}"},
                 )
 
@@ -542,7 +327,7 @@ class _Builder:
                 or f"An event on {s.exchange.name} as subscriber {s.name} validates it.",
                 "contentType": JSON,
                 "payload": self.schemas.get(f"event:{s.name}"),
-                "headers": _schema_ref("burrow.EventHeaders"),
+                "headers": schema_ref("burrow.EventHeaders"),
                 "x-burrow-properties": {
                     "type": "object",
                     "properties": {
@@ -627,7 +412,7 @@ class _Builder:
                 messages,
                 title=f"Publish an event to {name}",
                 summary="app.publish, POST /api/v1/events/{exchange} or any AMQP client.",
-                bindings=_amqp(deliveryMode=2, mandatory=False, timestamp=True),
+                bindings=amqp_binding(deliveryMode=2, mandatory=False, timestamp=True),
             )
             for s, message in zip(subs, messages, strict=True):
                 self._subscribe(s, message)
@@ -644,7 +429,7 @@ class _Builder:
             summary=_summary(s.definition.fn)
             or f"Subscriber {s.name} of exchange {s.exchange.name}.",
             description=self._task_policy(s.definition).replace("{message_id}", record),
-            bindings=_amqp(ack=True),
+            bindings=amqp_binding(ack=True),
             **{"x-burrow-record-id": record},
         )
         self._dead_letters(s.queue, f"subscriber {s.name}")
@@ -659,9 +444,9 @@ class _Builder:
                 "title": "RPC error reply",
                 "summary": "The handler raised, ran past its timeout, or refused the payload.",
                 "contentType": JSON,
-                "payload": _schema_ref("burrow.RpcError"),
-                "headers": _schema_ref("burrow.RpcErrorHeaders"),
-                "correlationId": _correlation(),
+                "payload": schema_ref("burrow.RpcError"),
+                "headers": schema_ref("burrow.RpcErrorHeaders"),
+                "correlationId": rpc_correlation(),
             },
         )
         for d in self.rpcs:
@@ -676,10 +461,10 @@ class _Builder:
                 "title": f"RPC {d.name}: request",
                 "contentType": JSON,
                 "payload": self.schemas.get(f"rpc:{d.name}"),
-                "headers": _schema_ref("burrow.RpcRequestHeaders"),
-                "correlationId": _correlation(),
-                "bindings": _amqp(messageType=d.name),
-                "x-burrow-properties": _rpc_request_properties(),
+                "headers": schema_ref("burrow.RpcRequestHeaders"),
+                "correlationId": rpc_correlation(),
+                "bindings": amqp_binding(messageType=d.name),
+                "x-burrow-properties": rpc_request_properties(),
             },
         )
         reply = self._message(
@@ -689,8 +474,8 @@ class _Builder:
                 "title": f"RPC {d.name}: reply",
                 "contentType": JSON,
                 "payload": self.schemas.get(f"reply:{d.name}"),
-                "headers": _schema_ref("burrow.RpcReplyHeaders"),
-                "correlationId": _correlation(),
+                "headers": schema_ref("burrow.RpcReplyHeaders"),
+                "correlationId": rpc_correlation(),
             },
         )
         channel = self._channel(
@@ -728,7 +513,7 @@ class _Builder:
             summary=_summary(d.fn) or f"Answer RPC {d.name}.",
             description=f"At most once: the request is acked when a server takes it, and "
             f"runs for at most {timeout:g} s. No Redis record is kept.",
-            bindings=_amqp(ack=True),
+            bindings=amqp_binding(ack=True),
             reply={
                 "address": {
                     "location": "$message.header#/reply_to",
@@ -747,7 +532,7 @@ class _Builder:
         kind = self.app.queue_type(queue)
         spec = dead_letter_queue(self.names, queue, queue_type=kind)
         if "burrow.deadLetter" not in self.messages:
-            self._message("burrow.deadLetter", _dead_letter_message())
+            self._message("burrow.deadLetter", dead_letter_message())
         if self._channel_keys_has(f"dlq.{queue}"):
             return
         channel = self._channel(
@@ -772,7 +557,7 @@ class _Builder:
         )
 
     def _channel_keys_has(self, name: str) -> bool:
-        return _KEY_CHARS.sub("_", name) in self.channels
+        return KEY_CHARS.sub("_", name) in self.channels
 
     # -- the whole ----------------------------------------------------------------------
 
@@ -812,51 +597,6 @@ class _Builder:
             },
             "x-burrow-namespace": namespace,
         }
-
-
-def _correlation() -> dict[str, str]:
-    return {
-        "location": "$message.header#/correlation_id",
-        "description": "The AMQP correlation_id property: any string, copied onto the reply.",
-    }
-
-
-def _rpc_request_properties() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["reply_to"],
-        "properties": {
-            "reply_to": {
-                "type": "string",
-                "pattern": _REPLY_TO_PATTERN,
-                "description": "amq.rabbitmq.reply-to (Direct Reply-To: consume it on the "
-                "same channel before publishing) or a server-named amq.gen-... queue; "
-                "anything else is dropped unrun.",
-            },
-            "correlation_id": {"type": "string", "description": "Copied onto the reply."},
-            "expiration": {
-                "type": "string",
-                "pattern": "^[0-9]+$",
-                "description": "Milliseconds: a request nobody waits for expires in the queue.",
-            },
-            "content_type": {"enum": [JSON, "text/plain"], "default": JSON},
-            "type": {"type": "string", "description": "Informational: the RPC name."},
-        },
-    }
-
-
-def _dead_letter_message() -> dict[str, Any]:
-    return {
-        "name": "deadLetter",
-        "title": "Dead letter",
-        "summary": "The original message, kept byte for byte, with why it died.",
-        "payload": {
-            "description": "The original body, unchanged: not necessarily valid JSON, nor "
-            "valid against the payload schema (that may be why it died)."
-        },
-        "headers": _schema_ref("burrow.DeadLetterHeaders"),
-        "x-burrow-properties": _DEAD_LETTER_PROPERTIES,
-    }
 
 
 def build_document(app: Burrow) -> dict[str, Any]:
