@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
 from burrow import Burrow, Settings
-from burrow.testing import purge, unique_namespace
+from burrow.testing import purge
 from burrow.testing import running_worker as running_worker  # the tests' in-process worker
+from tests import _leaks
+from tests._leaks import new_namespace
 
 AMQP = ("127.0.0.1", 5672)
 REDIS = ("127.0.0.1", 6379)
@@ -39,10 +41,24 @@ def _servers_up() -> None:
         pytest.fail(f"not answering: {', '.join(missing)} (run scripts/services.sh)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_left_behind() -> Iterator[None]:
+    """At the end of the run, nothing of the run's namespaces is left on the broker or in
+    Redis: what is found is deleted and the run fails naming it (see tests/_leaks.py)."""
+    yield
+    found = _leaks.leftovers(_leaks.NAMESPACES)
+    if found:
+        _leaks.delete(found)
+        pytest.fail(
+            "tests left these behind (deleted now): "
+            f"queues {found.queues}, exchanges {found.exchanges}, Redis keys {found.keys[:20]}"
+        )
+
+
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest) -> str:
     """A namespace no other test or run uses."""
-    return unique_namespace("t")
+    return new_namespace("t")
 
 
 def fast_settings(namespace: str, **overrides: Any) -> Settings:
@@ -81,9 +97,12 @@ async def cleanup(
 
 @pytest.fixture
 async def make_app(namespace: str) -> AsyncIterator[Callable[..., Burrow]]:
-    """Build apps on the test's namespace; everything they declared is deleted afterwards."""
+    """Build apps on the test's namespace; everything they declared is deleted afterwards.
+    A queue or exchange a test declares by hand goes in ``make_app.extra_queues`` or
+    ``make_app.extra_exchanges`` (unprefixed names)."""
     apps: list[Burrow] = []
     extra_queues: set[str] = set()
+    extra_exchanges: set[str] = set()
 
     def factory(**overrides: Any) -> Burrow:
         app = Burrow(settings=fast_settings(namespace, **overrides))
@@ -91,12 +110,13 @@ async def make_app(namespace: str) -> AsyncIterator[Callable[..., Burrow]]:
         return app
 
     factory.extra_queues = extra_queues  # type: ignore[attr-defined]
+    factory.extra_exchanges = extra_exchanges  # type: ignore[attr-defined]
     yield factory
     queues = {q for app in apps for q in app.registry.queues()} | extra_queues | {"default"}
     # Subscribers: shared queues, or the stem of broadcast queues (whose .dlq is shared).
     queues |= {s.queue for app in apps for s in app.handlers.subscribers()}
     rpc = {d.name for app in apps for d in app.handlers.rpc_handlers()}
-    exchanges = {e for app in apps for e in app.handlers.exchanges()}
+    exchanges = {e for app in apps for e in app.handlers.exchanges()} | extra_exchanges
     for app in apps:
         await app.close()
     await cleanup(namespace, sorted(queues), rpc=sorted(rpc), exchanges=sorted(exchanges))

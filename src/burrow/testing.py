@@ -41,7 +41,7 @@ from structlog.typing import EventDict
 
 from burrow import tracing
 from burrow.app import Burrow
-from burrow.broker.topology import TIERS_MS
+from burrow.broker.topology import LANES, TIERS_MS
 from burrow.errors import BurrowError
 from burrow.observability import redacting
 from burrow.webhooks.events import WEBHOOK_QUEUE
@@ -135,8 +135,11 @@ async def purge(
     exchanges, the delay tiers and webhook queue, and every Redis key of the namespace.
     Then close the app. Meant for the end of a test; it cannot be undone.
 
-    ``queues`` (with their dead-letter queues), ``rpc`` and ``exchanges`` name more of
-    them (unprefixed) that ``app`` does not register, e.g. those of another process.
+    ``queues`` (with their priority lanes, if they have any, and dead-letter queues),
+    ``rpc`` and ``exchanges`` name more of them (unprefixed) that ``app`` does not
+    register, e.g. those of another process: this app cannot know whether another
+    declared such a queue with lanes, so every lane name is deleted (deleting a queue that
+    does not exist does nothing).
     """
     names = app.names
     found: set[str] = set()
@@ -144,6 +147,7 @@ async def purge(
         found |= {names.lane(queue, lane) for lane in app.lanes(queue)}
         found.add(names.dlq(queue))
     for queue in queues:
+        found |= {names.lane(queue, lane) for lane in LANES}
         found |= {names.queue(queue), names.dlq(queue)}
     found |= {
         names.rpc_queue(name) for name in (*rpc, *(d.name for d in app.handlers.rpc_handlers()))

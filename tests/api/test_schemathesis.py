@@ -21,7 +21,7 @@ from schemathesis.checks import (
 
 from burrow import Burrow
 from burrow.api import create_app
-from burrow.testing import unique_namespace
+from tests._leaks import new_namespace
 from tests.api.conftest import free_port, register_tasks
 from tests.conftest import cleanup, fast_settings
 
@@ -33,7 +33,7 @@ MAX_EXAMPLES = 30
 @pytest.fixture(scope="module")
 def api_url() -> Iterator[str]:
     """A uvicorn server in a thread (its own event loop), on a namespace of its own."""
-    namespace = unique_namespace("t")
+    namespace = new_namespace("t")
     app = register_tasks(Burrow(settings=fast_settings(namespace, api_keys=KEY)))
     port = free_port()
     server = uvicorn.Server(

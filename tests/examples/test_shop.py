@@ -24,7 +24,7 @@ from examples.shop.db import Compensation, Database, Payment, ProcessedEvent, Re
 from sqlalchemy import func, select
 
 from burrow import Burrow, Settings, TaskStatus
-from burrow.testing import unique_namespace
+from tests._leaks import new_namespace
 from tests.conftest import cleanup, eventually
 from tests.integration.test_up import free_port, wait_ready
 
@@ -79,7 +79,7 @@ def shop(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Shop]:
     """``burrow up examples.shop.app:app`` on a fresh database and namespace."""
-    namespace = unique_namespace("t")
+    namespace = new_namespace("t")
     tmp = tmp_path_factory.mktemp(f"shop-{request.param}")
     pg_name = f"shop_{namespace}"
     if request.param == "sqlite":

@@ -331,6 +331,7 @@ async def test_app_publish_and_call_refuse_before_sending(
     afterwards."""
     app = make_app()
     exchange = Exchange("py.events", "topic")
+    make_app.extra_exchanges.add(exchange.name)  # type: ignore[attr-defined]
     await app.connect(timeout=5)
     await app.declare_exchange(exchange)
     with pytest.raises(HeaderRefused, match="'CC'"):

@@ -17,8 +17,8 @@ from burrow.testing import (
     capture_spans,
     purge,
     running_worker,
-    unique_namespace,
 )
+from tests._leaks import new_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ async def redis_keys(namespace: str) -> list[bytes]:
 
 
 async def test_running_worker_and_purge_leave_nothing_behind() -> None:
-    namespace = unique_namespace("th")
+    namespace = new_namespace("th")
     app = make(namespace)
     try:
         async with running_worker(app, concurrency=4) as worker:
@@ -79,8 +79,28 @@ async def test_running_worker_and_purge_leave_nothing_behind() -> None:
         await probe.close()
 
 
+async def test_purge_of_named_queues_deletes_their_priority_lanes() -> None:
+    """``purge(other_app, queues=[...])``, from an app that does not register the queue (as
+    a test's cleanup does), still deletes the queue's priority lanes: they were left
+    behind before, and enough of them exhausted the broker's file handles."""
+    namespace = new_namespace("th")
+    app = make(namespace)
+    await app.connect(timeout=10)
+    await app.declare_queue("math")  # with its lanes: math.high, math.low
+    assert await app.broker.queue_stats(app.names.lane("math", "high")) is not None
+    await app.close()
+    await purge(Burrow(settings=Settings(namespace=namespace)), queues=["math", "audit"])
+    probe = Burrow(settings=Settings(namespace=namespace))
+    try:
+        await probe.connect(timeout=10)
+        for queue in ("math", "math.high", "math.low", "math.dlq"):
+            assert await probe.broker.queue_stats(probe.names.prefixed(queue)) is None, queue
+    finally:
+        await probe.close()
+
+
 async def test_capture_spans_and_logs_see_a_run() -> None:
-    app = make(unique_namespace("th"))
+    app = make(new_namespace("th"))
     try:
         with capture_spans() as spans, capture_logs() as logs:
             async with running_worker(app):
